@@ -69,6 +69,12 @@ type Engine interface {
 	// hunt, durably. It never lowers a hotspot's tickets below what it has
 	// already granted (it clamps them). hunt.ErrUnknownHunt if the hunt is missing.
 	ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.Hotspot) error
+	// Hunts lists every hunt, ordered by id.
+	Hunts(ctx context.Context) ([]hunt.Hunt, error)
+	// Hotspots calls fn for every hotspot of a hunt with its tickets left
+	// (DistanceM is zero), in no particular order; fn must not keep the value's
+	// pointers. hunt.ErrUnknownHunt if the hunt is missing.
+	Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.HotspotView) error) error
 	// Nearby lists up to limit hotspots within radiusM of lat/lon, nearest first.
 	Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM float64, limit int) ([]hunt.HotspotView, error)
 
