@@ -83,21 +83,37 @@ func PartitionOf(hash string, prefixLen int, count int) Partition {
 	return Partition(h % uint32(count))
 }
 
-// Neighbors returns the geohash cells of the given length that cover a circle
-// of radiusM metres around lat/lon (the centre cell and enough rings of
-// neighbours). The answer is a superset; callers filter by DistanceM.
-func Neighbors(lat, lon, radiusM float64, chars int) []string {
-	center := geohash.EncodeWithPrecision(lat, lon, uint(chars))
-	box := geohash.BoundingBox(center)
+// RingsMax bounds Neighbors: at most (2*RingsMax+1)^2 cells.
+const RingsMax = 8
+
+// CellLen returns the longest geohash length, at most maxChars, whose cells
+// cover a circle of radiusM around latitude lat within RingsMax rings.
+func CellLen(lat, radiusM float64, maxChars int) int {
+	for chars := maxChars; chars > 1; chars-- {
+		if ringsFor(lat, radiusM, chars) <= RingsMax {
+			return chars
+		}
+	}
+	return 1
+}
+
+func ringsFor(lat, radiusM float64, chars int) int {
+	box := geohash.BoundingBox(geohash.EncodeWithPrecision(lat, 0, uint(chars)))
 	cellH := (box.MaxLat - box.MinLat) * 111_320.0
 	cellW := (box.MaxLng - box.MinLng) * 111_320.0 * math.Cos(lat*math.Pi/180)
 	if cellW < 1 {
 		cellW = 1
 	}
-	rings := int(math.Ceil(math.Max(radiusM/cellH, radiusM/cellW)))
-	if rings > 8 {
-		rings = 8
-	}
+	return int(math.Ceil(math.Max(radiusM/cellH, radiusM/cellW)))
+}
+
+// Neighbors returns the geohash cells of the given length that cover a circle
+// of radiusM metres around lat/lon (the centre cell and enough rings of
+// neighbours). The answer is a superset; callers filter by DistanceM. Callers
+// choose chars with CellLen; beyond RingsMax rings the cover is incomplete.
+func Neighbors(lat, lon, radiusM float64, chars int) []string {
+	center := geohash.EncodeWithPrecision(lat, lon, uint(chars))
+	rings := min(ringsFor(lat, radiusM, chars), RingsMax)
 	seen := map[string]struct{}{center: {}}
 	out := []string{center}
 	frontier := []string{center}
