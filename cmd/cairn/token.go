@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cairnhq/cairn/internal/httpapi"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// runToken prints a player token signed with CAIRN_SECRET (from the
+// environment or the data directory's secrets.env).
+func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	player := fs.String("player", "", "player id (the token's sub)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid")
+	data := fs.String("data", "./cairn-data", "data directory holding secrets.env (if CAIRN_SECRET is unset)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if !hunt.ValidID(*player) {
+		return fmt.Errorf("--player must be 1-%d characters of letters, digits, '.', '_', ':' or '-'", hunt.IDLenMax)
+	}
+	if *ttl <= 0 || *ttl > 365*24*time.Hour {
+		return fmt.Errorf("--ttl must be in (0, 8760h]")
+	}
+	secret, _, err := loadSecrets(*data)
+	if err != nil {
+		return err
+	}
+	tok, err := httpapi.MintToken(secret, hunt.PlayerID(*player), *ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

@@ -1,0 +1,104 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/telemetry"
+)
+
+// Defaults and hard limits of Config. Limits keep a typo in a flag from
+// allocating gigabytes of channel buffers.
+const (
+	InboxLenDefault = 4096
+	BatchLenDefault = 512
+	InboxLenLimit   = 1 << 20
+	BatchLenLimit   = 1 << 16
+)
+
+// Fault points passed to Config.FaultHook.
+const (
+	FaultMidBatch     = "mid-batch"     // after each request of a batch is decided, before the commit
+	FaultBeforeCommit = "before-commit" // the batch is built, nothing is durable
+	FaultAfterCommit  = "after-commit"  // the batch is durable, nothing is published or answered
+	FaultBeforeAnswer = "before-answer" // published and delivered to sinks, callers not yet woken
+)
+
+// ErrConfig wraps every problem Validate reports.
+var ErrConfig = errors.New("invalid embedded engine config")
+
+// Config configures Open. The zero value of every field but Dir is a usable default.
+type Config struct {
+	// Dir is the Pebble directory (created if missing).
+	Dir string
+	// Partitions is the number of log partitions. It is stored on first open;
+	// zero means "what the store says, or geo.PartitionsDefault for a new store";
+	// a non-zero value that differs from the stored one is an error (ErrLayout).
+	Partitions int
+	// PrefixLen is the geohash prefix length that picks a new hotspot's
+	// partition; stored and checked like Partitions (default geo.PrefixLenDefault).
+	PrefixLen int
+	// InboxLenMax bounds each partition's inbox; a full inbox answers
+	// engine.ErrOverloaded (default InboxLenDefault).
+	InboxLenMax int
+	// BatchLenMax bounds the requests decided and committed in one batch (default BatchLenDefault).
+	BatchLenMax int
+	// Clock gives the time of decisions, read once per batch (default time.Now).
+	Clock func() time.Time
+	// Logger receives lifecycle and failure logs, never per-request ones (default: discard).
+	Logger *slog.Logger
+	// Metrics receives batch, commit and outcome metrics (default telemetry.Discard()).
+	Metrics *telemetry.Metrics
+	// FaultHook is for tests only: it is called from a partition writer at the
+	// Fault* points; a non-nil error is treated as a commit failure. nil in production.
+	FaultHook func(point string) error
+}
+
+// Validate reports every problem of c at once (errors.Join), each wrapping ErrConfig.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
+	}
+	if c.Dir == "" {
+		bad("dir is required")
+	}
+	if c.Partitions < 0 || c.Partitions > geo.PartitionsMax {
+		bad("partitions %d not in [1, %d] (0 = default)", c.Partitions, geo.PartitionsMax)
+	}
+	if c.PrefixLen < 0 || c.PrefixLen > geo.PrefixLenMax {
+		bad("prefix length %d not in [1, %d] (0 = default)", c.PrefixLen, geo.PrefixLenMax)
+	}
+	if c.InboxLenMax < 0 || c.InboxLenMax > InboxLenLimit {
+		bad("inbox length %d not in [1, %d] (0 = default)", c.InboxLenMax, InboxLenLimit)
+	}
+	if c.BatchLenMax < 0 || c.BatchLenMax > BatchLenLimit {
+		bad("batch length %d not in [1, %d] (0 = default)", c.BatchLenMax, BatchLenLimit)
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills every zero field except Partitions and PrefixLen, which
+// are settled against the store's meta record in Open.
+func (c Config) withDefaults() Config {
+	if c.InboxLenMax == 0 {
+		c.InboxLenMax = InboxLenDefault
+	}
+	if c.BatchLenMax == 0 {
+		c.BatchLenMax = BatchLenDefault
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Discard()
+	}
+	return c
+}

@@ -1,0 +1,413 @@
+package embedded
+
+// Pebble key layout, format version 1.
+//
+// Every key starts with a one-letter family and '/'. Numbers are big-endian so
+// that keys sort numerically. Ids are restricted to [A-Za-z0-9._:-]
+// (hunt.ValidID), so a 0x00 byte never occurs inside one and separates ids
+// unambiguously.
+//
+//	m/meta                                  JSON {"version":1,"partitions":N,"prefix_len":L};
+//	                                        written once (synced) when the store is created
+//	h/<hunt>                                the hunt as JSON (hunt.Hunt); written synced by PutHunt
+//	s/<hunt> 0x00 <hotspot>                 the hotspot definition, binary (appendDef below):
+//	                                        version 1, uvarint partition, float64 LE lat, lon,
+//	                                        varint tickets, reward, points, a flags byte
+//	                                        (bit 0 opens_at set, bit 1 closes_at set), for each
+//	                                        set time varint unix seconds + uvarint nanoseconds,
+//	                                        then uvarint length + geohash
+//	e/<partition u32 BE><seq u64 BE>        one event, hunt.AppendEvent (docs/FORMATS.md)
+//	l/<player> 0x00 <unix ms u64 BE><partition u32 BE><seq u64 BE>
+//	                                        ledger index: the value is the event's e/ key; one per
+//	                                        event with a wallet effect (Event.Credit() != 0)
+//
+// s/, e/ and l/ keys are written only by partition writers, inside the one
+// synced batch that records the decisions they belong to, so a batch is
+// either wholly on disk or not at all. Idempotency records, granted counts,
+// claimer sets, wallets and last positions are not stored: they are a fold
+// of the e/ keys (I7) rebuilt by Open.
+//
+// A hotspot keeps the partition it was first imported into, stored in its
+// definition, even if a later import moves it: one writer owns its tickets
+// for life, before and after a restart.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+const (
+	formatVersion = 1
+	defVersion    = 1
+	metaKey       = "m/meta"
+	eventKeyLen   = 2 + 4 + 8
+)
+
+// Errors of Open.
+var (
+	// ErrLayout: the store was created with another partition count or prefix length.
+	ErrLayout = errors.New("store layout differs from config")
+	// ErrCorrupt: a stored record does not decode or breaks an invariant; the message names the key.
+	ErrCorrupt = errors.New("corrupt store")
+)
+
+type meta struct {
+	Version    int `json:"version"`
+	Partitions int `json:"partitions"`
+	PrefixLen  int `json:"prefix_len"`
+}
+
+// settleMeta reads m/meta, or writes it for a new store, and returns the layout to use.
+func settleMeta(db *pebble.DB, cfg Config) (meta, error) {
+	v, closer, err := db.Get([]byte(metaKey))
+	if errors.Is(err, pebble.ErrNotFound) {
+		m := meta{Version: formatVersion, Partitions: cfg.Partitions, PrefixLen: cfg.PrefixLen}
+		if m.Partitions == 0 {
+			m.Partitions = geo.PartitionsDefault
+		}
+		if m.PrefixLen == 0 {
+			m.PrefixLen = geo.PrefixLenDefault
+		}
+		b, _ := json.Marshal(m)
+		if err := db.Set([]byte(metaKey), b, pebble.Sync); err != nil {
+			return meta{}, fmt.Errorf("write %s: %w", metaKey, err)
+		}
+		return m, nil
+	}
+	if err != nil {
+		return meta{}, fmt.Errorf("read %s: %w", metaKey, err)
+	}
+	var m meta
+	err = json.Unmarshal(v, &m)
+	closer.Close()
+	if err != nil || m.Version != formatVersion || m.Partitions < 1 || m.Partitions > geo.PartitionsMax ||
+		m.PrefixLen < 1 || m.PrefixLen > geo.PrefixLenMax {
+		return meta{}, fmt.Errorf("%w: key %q: unreadable or unknown version (%v)", ErrCorrupt, metaKey, err)
+	}
+	if cfg.Partitions != 0 && cfg.Partitions != m.Partitions {
+		return meta{}, fmt.Errorf("%w: store has %d partitions, config asks %d", ErrLayout, m.Partitions, cfg.Partitions)
+	}
+	if cfg.PrefixLen != 0 && cfg.PrefixLen != m.PrefixLen {
+		return meta{}, fmt.Errorf("%w: store has prefix length %d, config asks %d", ErrLayout, m.PrefixLen, cfg.PrefixLen)
+	}
+	return m, nil
+}
+
+func huntKey(id hunt.HuntID) []byte { return append([]byte("h/"), id...) }
+
+func defKey(dst []byte, h hunt.HuntID, s hunt.HotspotID) []byte {
+	dst = append(dst, 's', '/')
+	dst = append(dst, h...)
+	dst = append(dst, 0)
+	return append(dst, s...)
+}
+
+func eventKey(dst []byte, p geo.Partition, seq hunt.Seq) []byte {
+	dst = append(dst, 'e', '/')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(p))
+	return binary.BigEndian.AppendUint64(dst, uint64(seq))
+}
+
+func ledgerPrefix(dst []byte, player hunt.PlayerID) []byte {
+	dst = append(dst, 'l', '/')
+	dst = append(dst, player...)
+	return append(dst, 0)
+}
+
+func ledgerKey(dst []byte, ev *hunt.Event) []byte {
+	dst = ledgerPrefix(dst, ev.Player)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ev.At.UnixMilli()))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(ev.Epoch.Partition))
+	return binary.BigEndian.AppendUint64(dst, uint64(ev.Epoch.Seq))
+}
+
+// upperBound returns the smallest key greater than every key with this prefix
+// (the prefix's last byte incremented; our prefixes never end in 0xff).
+func upperBound(prefix []byte) []byte {
+	u := bytes.Clone(prefix)
+	u[len(u)-1]++
+	return u
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = binary.AppendVarint(dst, t.Unix())
+	return binary.AppendUvarint(dst, uint64(t.Nanosecond()))
+}
+
+// appendDef encodes a hotspot definition (see the layout above).
+func appendDef(dst []byte, p geo.Partition, s *hunt.Hotspot) []byte {
+	dst = append(dst, defVersion)
+	dst = binary.AppendUvarint(dst, uint64(p))
+	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Lat))
+	dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(s.Lon))
+	dst = binary.AppendVarint(dst, s.Tickets)
+	dst = binary.AppendVarint(dst, s.Reward)
+	dst = binary.AppendVarint(dst, s.Points)
+	var flags byte
+	if !s.OpensAt.IsZero() {
+		flags |= 1
+	}
+	if !s.ClosesAt.IsZero() {
+		flags |= 2
+	}
+	dst = append(dst, flags)
+	if flags&1 != 0 {
+		dst = appendTime(dst, s.OpensAt)
+	}
+	if flags&2 != 0 {
+		dst = appendTime(dst, s.ClosesAt)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Geohash)))
+	return append(dst, s.Geohash...)
+}
+
+// decodeDef is the inverse of appendDef; s.Hunt and s.ID come from the key.
+func decodeDef(b []byte, s *hunt.Hotspot) (geo.Partition, error) {
+	bad := errors.New("malformed hotspot definition")
+	if len(b) < 1 || b[0] != defVersion {
+		return 0, bad
+	}
+	b = b[1:]
+	ok := true
+	uv := func() uint64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			ok = false
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	sv := func() int64 {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			ok = false
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	f64 := func() float64 {
+		if len(b) < 8 {
+			ok = false
+			return 0
+		}
+		v := math.Float64frombits(binary.LittleEndian.Uint64(b))
+		b = b[8:]
+		return v
+	}
+	tm := func() time.Time {
+		sec := sv()
+		ns := uv()
+		if ns >= 1e9 {
+			ok = false
+		}
+		return time.Unix(sec, int64(ns)).UTC()
+	}
+	p := uv()
+	s.Lat, s.Lon = f64(), f64()
+	s.Tickets, s.Reward, s.Points = sv(), sv(), sv()
+	if len(b) < 1 {
+		return 0, bad
+	}
+	flags := b[0]
+	b = b[1:]
+	s.OpensAt, s.ClosesAt = time.Time{}, time.Time{}
+	if flags&1 != 0 {
+		s.OpensAt = tm()
+	}
+	if flags&2 != 0 {
+		s.ClosesAt = tm()
+	}
+	n := uv()
+	if !ok || n > uint64(len(b)) || flags&^3 != 0 || p > math.MaxUint32 {
+		return 0, bad
+	}
+	s.Geohash = string(b[:n])
+	if uint64(len(b)) != n {
+		return 0, bad
+	}
+	return geo.Partition(p), nil
+}
+
+// ledgerEntry turns an event with a wallet effect into its ledger line.
+func ledgerEntry(ev *hunt.Event) hunt.LedgerEntry {
+	le := hunt.LedgerEntry{Epoch: ev.Epoch, At: ev.At, Amount: ev.Credit()}
+	if ev.Kind == hunt.KindClaimCompleted {
+		le.Kind, le.Hunt, le.Hotspot = "claim", ev.Hunt, ev.Hotspot
+	} else {
+		le.Kind, le.Reason = "spend", ev.Reason
+	}
+	return le
+}
+
+// load reads hunts and hotspot definitions, then replays every partition's
+// events to rebuild the in-memory state. It runs before any goroutine
+// touches e, so it writes writer-owned fields directly.
+func (e *Engine) load() error {
+	if err := e.loadHunts(); err != nil {
+		return err
+	}
+	if err := e.loadDefs(); err != nil {
+		return err
+	}
+	for _, p := range e.parts {
+		if err := e.replay(p); err != nil {
+			return err
+		}
+	}
+	// Cheap whole-state checks: a store that breaks I1 or I4 is corrupt,
+	// and serving from it would spread the damage.
+	var bad error
+	e.slots.each(func(s *slot) {
+		if def := s.wdef; bad == nil && def != nil && s.decided > def.Tickets {
+			bad = fmt.Errorf("%w: I1: hotspot %s/%s granted %d > tickets %d", ErrCorrupt, def.Hunt, def.ID, s.decided, def.Tickets)
+		}
+	})
+	e.wallets.each(func(id hunt.PlayerID, w *wallet) {
+		if b := w.balance.Load(); bad == nil && b < 0 {
+			bad = fmt.Errorf("%w: I4: wallet of %s has balance %d", ErrCorrupt, id, b)
+		}
+	})
+	return bad
+}
+
+func (e *Engine) loadHunts() error {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("h/"), UpperBound: []byte("h0")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	hs := make(map[hunt.HuntID]*huntEntry)
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("read %q: %w", it.Key(), err)
+		}
+		var h hunt.Hunt
+		if err := json.Unmarshal(v, &h); err != nil || string(h.ID) != string(it.Key()[2:]) {
+			return fmt.Errorf("%w: key %q: hunt does not decode or names another id (%v)", ErrCorrupt, it.Key(), err)
+		}
+		he := newHuntEntry(h.ID)
+		he.def.Store(&h)
+		hs[h.ID] = he
+	}
+	e.hunts.snap.Store(&hs)
+	return it.Error()
+}
+
+func (e *Engine) loadDefs() error {
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: []byte("s0")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		hid, sid, found := bytes.Cut(k[2:], []byte{0})
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("read %q: %w", k, err)
+		}
+		def := &hunt.Hotspot{Hunt: hunt.HuntID(hid), ID: hunt.HotspotID(sid)}
+		p, derr := decodeDef(v, def)
+		if derr == nil && (len(def.Geohash) != geo.GeohashLen || !geo.ValidGeohash(def.Geohash)) {
+			derr = errors.New("bad geohash")
+		}
+		if !found || derr != nil || int(p) >= len(e.parts) {
+			return fmt.Errorf("%w: key %q: hotspot definition does not decode (%v, partition %d)", ErrCorrupt, k, derr, p)
+		}
+		he := e.hunts.get(def.Hunt)
+		if he == nil {
+			return fmt.Errorf("%w: key %q: hotspot of a hunt that does not exist", ErrCorrupt, k)
+		}
+		s := &slot{hunt: he, part: p, wdef: def}
+		s.def.Store(def)
+		e.slots.put(slotKey{def.Hunt, def.ID}, s)
+		he.publish(s, nil, def)
+	}
+	return it.Error()
+}
+
+// replay folds one partition's log into memory. It applies recorded
+// outcomes and never decides again (I7).
+func (e *Engine) replay(p *partition) error {
+	lo := eventKey(nil, p.id, 1)
+	hi := eventKey(nil, p.id+1, 0)
+	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var ev hunt.Event
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("read %x: %w", k, err)
+		}
+		if err := hunt.DecodeEvent(v, &ev); err != nil {
+			return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
+		}
+		if len(k) != eventKeyLen || !bytes.Equal(k, eventKey(p.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)) {
+			return fmt.Errorf("%w: key %x holds event %v", ErrCorrupt, k, ev.Epoch)
+		}
+		if ev.Epoch.Seq != p.seq+1 {
+			return fmt.Errorf("%w: key %x: seq %d follows %d (the log must be gapless)", ErrCorrupt, k, ev.Epoch.Seq, p.seq)
+		}
+		if err := e.apply(&ev); err != nil {
+			return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
+		}
+		p.seq = ev.Epoch.Seq
+		p.lastSeq.Store(uint64(p.seq))
+		p.lastAt.Store(ev.At.UnixNano())
+	}
+	return it.Error()
+}
+
+// apply folds one recorded event into memory (replay only).
+func (e *Engine) apply(ev *hunt.Event) error {
+	k := idemKey{player: ev.Player, key: ev.Key}
+	en := &entry{fp: ev.Fingerprint, kind: ev.Kind, done: e.closedCh, event: *ev}
+	if _, inserted := e.idem.getOrInsert(k, en); !inserted {
+		return errors.New("idempotency key recorded twice")
+	}
+	switch ev.Kind {
+	case hunt.KindClaimCompleted:
+		s := e.slots.get(slotKey{ev.Hunt, ev.Hotspot})
+		if s == nil || s.wdef == nil {
+			return errors.New("claim of a hotspot that does not exist")
+		}
+		if ev.Outcome != hunt.Granted {
+			return nil
+		}
+		if _, dup := s.claimers[ev.Player]; dup {
+			return errors.New("I2: player granted twice at one hotspot")
+		}
+		s.decided++
+		s.granted.Store(s.decided)
+		if s.claimers == nil {
+			s.claimers = make(map[hunt.PlayerID]struct{}, 1)
+		}
+		s.claimers[ev.Player] = struct{}{}
+		e.pos.update(posKey{ev.Player, ev.Hunt}, position{lat: ev.Lat, lon: ev.Lon, at: ev.At, epoch: ev.Epoch})
+		if c := ev.Credit(); c != 0 {
+			e.wallets.getOrCreate(ev.Player).change(c, ev.At, ev.Epoch)
+		}
+	case hunt.KindSpendCompleted:
+		if ev.Outcome == hunt.Spent {
+			e.wallets.getOrCreate(ev.Player).change(ev.Credit(), ev.At, ev.Epoch)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,344 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mmcloughlin/geohash"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// nearbyScanMax bounds the index members one Nearby call looks at; a denser
+// area answers from the first ones found (cells in ring order).
+const nearbyScanMax = 100_000
+
+// hotspotFields are the fields of a hotspot hash, in this order.
+var hotspotFields = []string{"la", "lo", "t", "g", "rw", "pt", "oa", "ca", "gh"}
+
+// PutHunt creates or updates a hunt. The Function reads the decision fields
+// (window, radius, speed); j keeps the hunt as given for Hunt and Hunts.
+func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
+	j, err := json.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("redis engine: encode hunt: %w", err)
+	}
+	pipe := e.rdb.TxPipeline()
+	pipe.HSet(ctx, keyHunt(h.ID), "j", j, "sa", ns20(h.StartsAt), "ea", ns20(h.EndsAt),
+		"r", ftoa(h.ClaimRadiusM), "v", ftoa(h.MaxSpeedMps))
+	pipe.SAdd(ctx, keyHunts, string(h.ID))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return e.callErr("put hunt", err)
+	}
+	return nil
+}
+
+// Hunt returns a hunt or hunt.ErrUnknownHunt.
+func (e *Engine) Hunt(ctx context.Context, id hunt.HuntID) (hunt.Hunt, error) {
+	j, err := e.rdb.HGet(ctx, keyHunt(id), "j").Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return hunt.Hunt{}, hunt.ErrUnknownHunt
+	}
+	if err != nil {
+		return hunt.Hunt{}, e.callErr("get hunt", err)
+	}
+	var h hunt.Hunt
+	if err := json.Unmarshal(j, &h); err != nil {
+		return hunt.Hunt{}, fmt.Errorf("%w: hunt %s: %v", errCorrupt, id, err)
+	}
+	return h, nil
+}
+
+// Hunts lists every hunt, ordered by id.
+func (e *Engine) Hunts(ctx context.Context) ([]hunt.Hunt, error) {
+	ids, err := e.rdb.SMembers(ctx, keyHunts).Result()
+	if err != nil {
+		return nil, e.callErr("list hunts", err)
+	}
+	slices.Sort(ids)
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*goredis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, keyHunt(hunt.HuntID(id)), "j")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, e.callErr("list hunts", err)
+	}
+	out := make([]hunt.Hunt, 0, len(ids))
+	for i, c := range cmds {
+		var h hunt.Hunt
+		if err := json.Unmarshal([]byte(c.Val()), &h); err != nil {
+			return nil, fmt.Errorf("%w: hunt %s: %v", errCorrupt, ids[i], err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// ImportHotspots upserts normalized hotspots of one hunt in one Function
+// call (atomic, durable). A new hotspot's partition is
+// geo.PartitionOf(geohash, PrefixLen, Partitions); an existing one keeps
+// its partition (its state lives there) even when it moves. Tickets are
+// clamped to at least what was granted (I1).
+func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.Hotspot) error {
+	if len(hs) > engine.ImportBatchMax {
+		return fmt.Errorf("%w: %d hotspots in one import, at most %d", hunt.ErrInvalid, len(hs), engine.ImportBatchMax)
+	}
+	if len(hs) == 0 {
+		if _, err := e.Hunt(ctx, id); err != nil {
+			return err
+		}
+		return nil
+	}
+	args := make([]any, 0, 2+10*len(hs))
+	args = append(args, string(id), len(hs))
+	for i := range hs {
+		s := hs[i] // a copy: the caller's slice is not ours to change
+		s.Hunt = id
+		if err := s.Normalize(); err != nil {
+			return fmt.Errorf("hotspot %d (%q): %w", i, s.ID, err)
+		}
+		gh := s.Geohash
+		p := geo.PartitionOf(gh, e.cfg.PrefixLen, e.cfg.Partitions)
+		args = append(args, string(s.ID), uint64(p), ftoa(s.Lat), ftoa(s.Lon), s.Tickets, s.Reward, s.Points,
+			ns20(s.OpensAt), ns20(s.ClosesAt), gh)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*e.cfg.CallTimeout)
+	defer cancel()
+	msg, err := e.rdb.FCall(ctx, "cairn_import", []string{keyHunt(id), keyHsIndex(id), keyGeo(id)}, args...).Text()
+	if err != nil {
+		return e.callErr("import hotspots", err)
+	}
+	if msg != "ok" {
+		a, err := parseAnswer(msg)
+		if err != nil {
+			return err
+		}
+		return codeErr(a.code)
+	}
+	return nil
+}
+
+// hotspotView builds a view from a hotspot hash's fields (hotspotFields order).
+func hotspotView(h hunt.HuntID, id hunt.HotspotID, v []any) (hunt.HotspotView, bool) {
+	if len(v) != len(hotspotFields) {
+		return hunt.HotspotView{}, false
+	}
+	f := make([]string, len(v))
+	for i, x := range v {
+		s, ok := x.(string)
+		if !ok {
+			return hunt.HotspotView{}, false
+		}
+		f[i] = s
+	}
+	lat, err1 := strconv.ParseFloat(f[0], 64)
+	lon, err2 := strconv.ParseFloat(f[1], 64)
+	t, err3 := strconv.ParseInt(f[2], 10, 64)
+	g, err4 := strconv.ParseInt(f[3], 10, 64)
+	rw, err5 := strconv.ParseInt(f[4], 10, 64)
+	pt, err6 := strconv.ParseInt(f[5], 10, 64)
+	oa, err7 := parseNS20(f[6])
+	ca, err8 := parseNS20(f[7])
+	if errors.Join(err1, err2, err3, err4, err5, err6, err7, err8) != nil {
+		return hunt.HotspotView{}, false
+	}
+	return hunt.HotspotView{
+		Hotspot: hunt.Hotspot{Hunt: h, ID: id, Lat: lat, Lon: lon, Tickets: t, Reward: rw, Points: pt,
+			OpensAt: oa, ClosesAt: ca, Geohash: f[8]},
+		TicketsLeft: max(t-g, 0),
+	}, true
+}
+
+// Hotspots calls fn for every hotspot of a hunt; see engine.Engine.
+func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.HotspotView) error) error {
+	n, err := e.rdb.Exists(ctx, keyHunt(id)).Result()
+	if err != nil {
+		return e.callErr("list hotspots", err)
+	}
+	if n == 0 {
+		return hunt.ErrUnknownHunt
+	}
+	var cursor uint64
+	for {
+		kv, next, err := e.rdb.HScan(ctx, keyHsIndex(id), cursor, "", 512).Result()
+		if err != nil {
+			return e.callErr("list hotspots", err)
+		}
+		pipe := e.rdb.Pipeline()
+		ids := make([]hunt.HotspotID, 0, len(kv)/2)
+		cmds := make([]*goredis.SliceCmd, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			p, err := strconv.ParseUint(kv[i+1], 10, 32)
+			if err != nil {
+				return fmt.Errorf("%w: hotspot index %s: %q", errCorrupt, kv[i], kv[i+1])
+			}
+			ids = append(ids, hunt.HotspotID(kv[i]))
+			cmds = append(cmds, pipe.HMGet(ctx, keyHotspot(geo.Partition(p), id, hunt.HotspotID(kv[i])), hotspotFields...))
+		}
+		if len(cmds) > 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return e.callErr("list hotspots", err)
+			}
+		}
+		for i, c := range cmds {
+			v, ok := hotspotView(id, ids[i], c.Val())
+			if !ok {
+				return fmt.Errorf("%w: hotspot %s/%s", errCorrupt, id, ids[i])
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// cellChars picks the geohash length whose cells cover a radiusM circle in
+// at most two rings of neighbours (geo.Neighbors caps rings at 8, so the
+// cover must be found with few rings to be a true superset).
+func cellChars(lat, radiusM float64) int {
+	for n := geo.GeohashLen; n > 1; n-- {
+		latBits := 5 * n / 2
+		lonBits := 5*n - latBits
+		cellH := 180 / math.Exp2(float64(latBits)) * 111_320
+		cellW := max(360/math.Exp2(float64(lonBits))*111_320*math.Cos(lat*math.Pi/180), 1)
+		if math.Ceil(max(radiusM/cellH, radiusM/cellW)) <= 2 {
+			return n
+		}
+	}
+	return 1
+}
+
+// Nearby lists up to limit hotspots within radiusM of lat/lon, nearest first
+// (ties by id). It reads the hunt's lexicographic geohash index cell by cell,
+// keeps the members whose cell centre is close enough, then reads those
+// hotspots and filters them by exact distance.
+func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM float64, limit int) ([]hunt.HotspotView, error) {
+	n, err := e.rdb.Exists(ctx, keyHunt(id)).Result()
+	if err != nil {
+		return nil, e.callErr("nearby", err)
+	}
+	if n == 0 {
+		return nil, hunt.ErrUnknownHunt
+	}
+	limit = min(max(limit, 0), engine.NearbyLimitMax)
+	radiusM = min(radiusM, engine.NearbyRadiusMMax)
+	if limit == 0 || !(radiusM >= 0) || !geo.ValidCoord(lat, lon) {
+		return nil, nil
+	}
+	cells := geo.Neighbors(lat, lon, radiusM, cellChars(lat, radiusM))
+	pipe := e.rdb.Pipeline()
+	ranges := make([]*goredis.StringSliceCmd, len(cells))
+	for i, c := range cells {
+		ranges[i] = pipe.ZRangeByLex(ctx, keyGeo(id), &goredis.ZRangeBy{Min: "[" + c, Max: "[" + c + "\xff", Count: nearbyScanMax})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, e.callErr("nearby", err)
+	}
+	type cand struct {
+		id hunt.HotspotID
+		p  geo.Partition
+	}
+	var cands []cand
+	scanned := 0
+	const cellSlackM = 10 // a 9-character cell's centre is within ~3.4 m of any point in it
+	for _, r := range ranges {
+		for _, m := range r.Val() {
+			if scanned++; scanned > nearbyScanMax {
+				break
+			}
+			parts := strings.Split(m, "|")
+			if len(parts) != 3 {
+				continue
+			}
+			clat, clon := geohash.DecodeCenter(parts[0])
+			if geo.DistanceM(lat, lon, clat, clon) > radiusM+cellSlackM {
+				continue
+			}
+			p, err := strconv.ParseUint(parts[2], 10, 32)
+			if err != nil {
+				continue
+			}
+			cands = append(cands, cand{hunt.HotspotID(parts[1]), geo.Partition(p)})
+		}
+	}
+	pipe = e.rdb.Pipeline()
+	cmds := make([]*goredis.SliceCmd, len(cands))
+	for i, c := range cands {
+		cmds[i] = pipe.HMGet(ctx, keyHotspot(c.p, id, c.id), hotspotFields...)
+	}
+	if len(cmds) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, e.callErr("nearby", err)
+		}
+	}
+	out := make([]hunt.HotspotView, 0, min(len(cands), limit))
+	for i, c := range cmds {
+		v, ok := hotspotView(id, cands[i].id, c.Val())
+		if !ok {
+			continue
+		}
+		if v.DistanceM = geo.DistanceM(lat, lon, v.Lat, v.Lon); v.DistanceM <= radiusM {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b hunt.HotspotView) int {
+		return cmp.Or(cmp.Compare(a.DistanceM, b.DistanceM), cmp.Compare(a.ID, b.ID))
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Wallet returns the player's balance (zero for an unknown player).
+func (e *Engine) Wallet(ctx context.Context, player hunt.PlayerID) (hunt.Wallet, error) {
+	v, err := e.rdb.HMGet(ctx, keyWallet(player), "b", "p", "s").Result()
+	if err != nil {
+		return hunt.Wallet{}, e.callErr("wallet", err)
+	}
+	w := hunt.Wallet{Player: player}
+	num := func(x any) int64 {
+		s, _ := x.(string)
+		n, _ := strconv.ParseInt(s, 10, 64)
+		return n
+	}
+	w.Balance = num(v[0])
+	w.Epoch = hunt.Epoch{Partition: geo.Partition(num(v[1])), Seq: hunt.Seq(num(v[2]))}
+	return w, nil
+}
+
+// Ledger returns up to limit of the player's wallet changes, newest first.
+func (e *Engine) Ledger(ctx context.Context, player hunt.PlayerID, limit int) ([]hunt.LedgerEntry, error) {
+	if limit <= 0 {
+		return nil, hunt.Invalid("limit", "must be positive")
+	}
+	limit = min(limit, engine.LedgerLimitMax)
+	recs, err := e.rdb.LRange(ctx, keyLedger(player), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, e.callErr("ledger", err)
+	}
+	out := make([]hunt.LedgerEntry, 0, len(recs))
+	for _, r := range recs {
+		le, err := decodeLedger(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, le)
+	}
+	return out, nil
+}

@@ -1,0 +1,371 @@
+#!lua name=cairn
+-- cairn-version: 1
+--
+-- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
+-- REPLACE by internal/engine/redis when the library in Redis is missing or
+-- carries an older cairn-version (the line above; bump it on every change).
+--
+-- Every function decides and applies in one atomic step: Redis runs one
+-- function at a time, so a decision never sees a concurrent write (I1, I2,
+-- I4), and Redis replicates the function's effects, not its call, to the AOF.
+-- The decision rules and their order are hunt.DecideClaim's, the distance is
+-- geo.DistanceM's (same constants, same order of operations), and times come
+-- from the deciding node's clock (ARGV), never from TIME, so a replayed log
+-- and the embedded engine agree on every outcome.
+--
+-- Formats built here (parsed by wire.go; keep both in step):
+--   event   "1 kind outcome partition seq at_ms player key fp hunt hotspot lat lon geohash
+--            reward points tickets_left amount balance reason"  (reason last: it may hold spaces)
+--   answer  "ok <rid of the deciding request> <event>" | "err <code>"
+--   idem    "<fp> <partition> <seq> <rid>"
+--   ledger  "<claim|spend> <partition> <seq> <at_ms> <amount> <hunt> <hotspot> <reason>"
+--   pos     "<lat> <lon> <unix s> <ns>"
+-- Numbers that must stay exact travel as strings: fingerprints (uint64),
+-- coordinates (Go's shortest round-trip form) and times (20-digit unix ns,
+-- compared as strings; '' means no bound).
+
+local GRANTED, ALREADY_CLAIMED, SOLD_OUT, TOO_FAR, NOT_OPEN, IMPLAUSIBLE = 1, 2, 3, 4, 5, 6
+local INSUFFICIENT_FUNDS, SPENT = 7, 8
+local KIND_CLAIM, KIND_SPEND = 1, 2
+local RAD = 0.017453292519943295         -- float64(math.Pi / 180): the bits of Go's constant
+local EARTH_DIAMETER_M = 12742017.6      -- 2 * 6371008.8 (exact in binary as a doubling)
+local MOVEMENT_GRACE_S = 1               -- hunt.MovementGraceSecs
+local LEDGER_LEN_MAX = 1000              -- engine.LedgerLimitMax: older entries are never asked for
+local NS_PER_S = 1000000000
+
+local function int(n) return string.format('%d', n) end
+
+local function fields(s)
+  local out = {}
+  for f in string.gmatch(s, '[^ ]+') do out[#out + 1] = f end
+  return out
+end
+
+-- Go's math.Sin, math.Cos and math.Asin (pure Go on amd64), ported operation
+-- for operation with the same constants, so that distances here have the same
+-- bits as geo.DistanceM's and a claim at the edge of the radius is decided the
+-- same way by both engines (C's libm differs in the last bit for about a third
+-- of all inputs). Arguments here are within [-2*pi, 2*pi]: no huge-argument
+-- reduction is needed.
+local SIN = { 1.58962301576546568060e-10, -2.50507477628578072866e-8, 2.75573136213857245213e-6,
+  -1.98412698295895385996e-4, 8.33333333332211858878e-3, -1.66666666666666307295e-1 }
+local COS = { -1.13585365213876817300e-11, 2.08757008419747316778e-9, -2.75573141792967388112e-7,
+  2.48015872888517045348e-5, -1.38888888888730564116e-3, 4.16666666666665929218e-2 }
+local PI4A, PI4B, PI4C = 7.85398125648498535156e-1, 3.77489470793079817668e-8, 2.69515142907905952645e-15
+local FOUR_OVER_PI = 1.2732395447351628  -- float64(4 / math.Pi)
+local PI_2 = 1.5707963267948966          -- float64(math.Pi / 2)
+local PI_4 = 0.78539816339744828         -- float64(math.Pi / 4)
+local MOREBITS = 6.123233995736765886130e-17
+local HALF_MOREBITS = 3.061616997868383e-17
+local TAN3PIO8 = 2.41421356237309504880
+
+local function sin_poly(z, zz)
+  return z + z * zz * ((((((SIN[1] * zz) + SIN[2]) * zz + SIN[3]) * zz + SIN[4]) * zz + SIN[5]) * zz + SIN[6])
+end
+
+local function cos_poly(zz)
+  return 1.0 - 0.5 * zz + zz * zz * ((((((COS[1] * zz) + COS[2]) * zz + COS[3]) * zz + COS[4]) * zz + COS[5]) * zz + COS[6])
+end
+
+-- The octant j and reduced argument z of x >= 0 (Go's sin/cos, x < 2^29).
+local function reduce(x)
+  local j = math.floor(x * FOUR_OVER_PI)
+  local y = j
+  if j % 2 == 1 then
+    j, y = j + 1, y + 1
+  end
+  j = j % 8
+  return j, ((x - y * PI4A) - y * PI4B) - y * PI4C
+end
+
+local function go_sin(x)
+  if x == 0 or x ~= x then return x end
+  local sign = false
+  if x < 0 then x, sign = -x, true end
+  local j, z = reduce(x)
+  if j > 3 then sign, j = not sign, j - 4 end
+  local zz = z * z
+  local y
+  if j == 1 or j == 2 then y = cos_poly(zz) else y = sin_poly(z, zz) end
+  if sign then y = -y end
+  return y
+end
+
+local function go_cos(x)
+  local sign = false
+  if x < 0 then x = -x end
+  local j, z = reduce(x)
+  if j > 3 then j, sign = j - 4, not sign end
+  if j > 1 then sign = not sign end
+  local zz = z * z
+  local y
+  if j == 1 or j == 2 then y = sin_poly(z, zz) else y = cos_poly(zz) end
+  if sign then y = -y end
+  return y
+end
+
+local function xatan(x)
+  local z = x * x
+  z = z * ((((-8.750608600031904122785e-01 * z + -1.615753718733365076637e+01) * z + -7.500855792314704667340e+01) * z +
+      -1.228866684490136173410e+02) * z + -6.485021904942025371773e+01) /
+      (((((z + 2.485846490142306297962e+01) * z + 1.650270098316988542046e+02) * z + 4.328810604912902668951e+02) * z +
+      4.853903996359136964868e+02) * z + 1.945506571482613964425e+02)
+  return x * z + x
+end
+
+local function satan(x)
+  if x <= 0.66 then return xatan(x) end
+  if x > TAN3PIO8 then return PI_2 - xatan(1 / x) + MOREBITS end
+  return PI_4 + xatan((x - 1) / (x + 1)) + HALF_MOREBITS
+end
+
+local function go_asin(x)
+  if x == 0 then return x end
+  local sign = false
+  if x < 0 then x, sign = -x, true end
+  if x > 1 then return 0 / 0 end
+  local temp = math.sqrt(1 - x * x)
+  if x > 0.7 then temp = PI_2 - satan(temp / x) else temp = satan(x / temp) end
+  if sign then temp = -temp end
+  return temp
+end
+
+-- geo.DistanceM, operation for operation.
+local function distance_m(lat1, lon1, lat2, lon2)
+  local dlat = (lat2 - lat1) * RAD
+  local dlon = (lon2 - lon1) * RAD
+  local a = go_sin(dlat / 2) * go_sin(dlat / 2) +
+      go_cos(lat1 * RAD) * go_cos(lat2 * RAD) * go_sin(dlon / 2) * go_sin(dlon / 2)
+  if a > 1 then a = 1 end
+  return EARTH_DIAMETER_M * go_asin(math.sqrt(a))
+end
+
+-- time.Duration(now - last).Seconds() for times given as (unix s, ns).
+local function seconds_between(now_s, now_ns, last_s, last_ns)
+  local s, ns = now_s - last_s, now_ns - last_ns
+  if s > 0 and ns < 0 then
+    s, ns = s - 1, ns + NS_PER_S
+  elseif s < 0 and ns > 0 then
+    s, ns = s + 1, ns - NS_PER_S
+  end
+  return s + ns / 1e9
+end
+
+local function event(kind, outcome, part, seq, at_ms, player, key, fp, hunt, hotspot, lat, lon, geohash,
+                     reward, points, tickets_left, amount, balance, reason)
+  return table.concat({ '1', kind, outcome, part, seq, at_ms, player, key, fp, hunt, hotspot, lat, lon, geohash,
+    reward, points, tickets_left, amount, balance, reason }, ' ')
+end
+
+-- The recorded decision of (player, key), or an error if the key was used for another request.
+local function replay(rec, fp)
+  local r = fields(rec)
+  if r[1] ~= fp then return 'err key_reused' end
+  local id = r[3] .. '-0'
+  local got = redis.call('XRANGE', 'cairn:{p' .. r[2] .. '}:log', id, id)
+  if #got == 0 then
+    return redis.error_reply('ERR cairn: idempotency record ' .. rec .. ' points at a missing event')
+  end
+  return 'ok ' .. r[4] .. ' ' .. got[1][2][2]
+end
+
+-- Acknowledge the stream entry that carried the request (atomically with its
+-- decision: it is never left pending once decided) and tell the waiting node.
+local function finish(kreq, group, entry, chan, rid, answer)
+  if entry ~= '' then redis.call('XACK', kreq, group, entry) end
+  if chan ~= '' then redis.call('PUBLISH', chan, rid .. ' ' .. answer) end
+  return answer
+end
+
+local function append(kseq, klog, build)
+  local seq = int(redis.call('INCR', kseq))
+  local e = build(seq)
+  redis.call('XADD', klog, seq .. '-0', 'e', e)
+  return seq, e
+end
+
+-- KEYS: hunt, hotspot, claimers, seq, log, idem, wallet, ledger, pos, req
+-- ARGV: player key fp hunt hotspot lat lon now_ns20 now_s now_ns now_ms partition entry group chan rid
+local function claim_decide(keys, a)
+  local khunt, khs, kcl, kseq, klog, kidem, kwal, kled, kpos = unpack(keys, 1, 9)
+  local player, key, fp, hunt_id, hs_id, lat_s, lon_s = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+  local now20, now_s, now_ns, now_ms, part, rid = a[8], tonumber(a[9]), tonumber(a[10]), a[11], a[12], a[16]
+
+  local rec = redis.call('HGET', kidem, key)
+  if rec then return replay(rec, fp) end
+
+  local h = redis.call('HMGET', khunt, 'sa', 'ea', 'r', 'v')
+  if not h[3] then return 'err unknown_hunt' end
+  local s = redis.call('HMGET', khs, 'la', 'lo', 't', 'g', 'rw', 'pt', 'oa', 'ca', 'gh')
+  if not s[1] then return 'err unknown_hotspot' end
+
+  local lat, lon = tonumber(lat_s), tonumber(lon_s)
+  local tickets, granted = tonumber(s[3]), tonumber(s[4])
+  local outcome
+  if (h[1] ~= '' and now20 < h[1]) or (h[2] ~= '' and not (now20 < h[2])) or
+      (s[7] ~= '' and now20 < s[7]) or (s[8] ~= '' and not (now20 < s[8])) then
+    outcome = NOT_OPEN
+  elseif redis.call('SISMEMBER', kcl, player) == 1 then
+    outcome = ALREADY_CLAIMED
+  elseif granted >= tickets then
+    outcome = SOLD_OUT
+  elseif distance_m(lat, lon, tonumber(s[1]), tonumber(s[2])) > tonumber(h[3]) then
+    outcome = TOO_FAR
+  else
+    outcome = GRANTED
+    local vmax = tonumber(h[4])
+    if vmax > 0 then
+      local last = redis.call('HGET', kpos, hunt_id)
+      if last then
+        local l = fields(last)
+        local dt = seconds_between(now_s, now_ns, tonumber(l[3]), tonumber(l[4]))
+        if dt < MOVEMENT_GRACE_S then dt = MOVEMENT_GRACE_S end
+        if distance_m(tonumber(l[1]), tonumber(l[2]), lat, lon) / dt > vmax then
+          outcome = IMPLAUSIBLE
+        end
+      end
+    end
+  end
+
+  local reward, points, left = '0', '0', tickets - granted
+  if outcome == GRANTED then
+    reward, points, left = s[5], s[6], left - 1
+    redis.call('HINCRBY', khs, 'g', 1)
+    redis.call('SADD', kcl, player)
+    redis.call('HSET', kpos, hunt_id, lat_s .. ' ' .. lon_s .. ' ' .. a[9] .. ' ' .. a[10])
+  end
+  local seq, e = append(kseq, klog, function(seq)
+    return event(KIND_CLAIM, outcome, part, seq, now_ms, player, key, fp, hunt_id, hs_id, lat_s, lon_s, s[9],
+      reward, points, int(left), '0', '0', '')
+  end)
+  if outcome == GRANTED and reward ~= '0' then -- a grant without reward leaves the wallet alone, as embedded does
+    redis.call('HINCRBY', kwal, 'b', reward)
+    redis.call('HSET', kwal, 'p', part, 's', seq)
+    redis.call('LPUSH', kled, table.concat({ 'claim', part, seq, now_ms, reward, hunt_id, hs_id, '' }, ' '))
+    redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
+  end
+  redis.call('HSET', kidem, key, fp .. ' ' .. part .. ' ' .. seq .. ' ' .. rid)
+  return 'ok ' .. rid .. ' ' .. e
+end
+
+local function claim(keys, a)
+  return finish(keys[10], a[14], a[13], a[15], a[16], claim_decide(keys, a))
+end
+
+-- KEYS: seq, log, idem, wallet, ledger, req
+-- ARGV: player key fp amount reason now_ms partition entry group chan rid
+local function spend_decide(keys, a)
+  local kseq, klog, kidem, kwal, kled = unpack(keys, 1, 5)
+  local player, key, fp, amount_s, reason, now_ms, part, rid = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[11]
+
+  local rec = redis.call('HGET', kidem, key)
+  if rec then return replay(rec, fp) end
+
+  local balance = tonumber(redis.call('HGET', kwal, 'b') or '0')
+  local outcome = SPENT
+  if tonumber(amount_s) > balance then outcome = INSUFFICIENT_FUNDS end
+  if outcome == SPENT then
+    balance = redis.call('HINCRBY', kwal, 'b', '-' .. amount_s)
+  end
+  local seq, e = append(kseq, klog, function(seq)
+    return event(KIND_SPEND, outcome, part, seq, now_ms, player, key, fp, '', '', '0', '0', '',
+      '0', '0', '0', amount_s, int(balance), reason)
+  end)
+  if outcome == SPENT then
+    redis.call('HSET', kwal, 'p', part, 's', seq)
+    redis.call('LPUSH', kled, table.concat({ 'spend', part, seq, now_ms, '-' .. amount_s, '', '', reason }, ' '))
+    redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
+  end
+  redis.call('HSET', kidem, key, fp .. ' ' .. part .. ' ' .. seq .. ' ' .. rid)
+  return 'ok ' .. rid .. ' ' .. e
+end
+
+local function spend(keys, a)
+  return finish(keys[6], a[9], a[8], a[10], a[11], spend_decide(keys, a))
+end
+
+-- Upsert hotspots of one hunt. A hotspot keeps the partition of its first
+-- import (its state lives there); tickets are never set below granted (I1).
+-- KEYS: hunt, hotspot index, geo index
+-- ARGV: hunt n, then n times: id partition lat lon tickets reward points opens_ns20 closes_ns20 geohash
+local function import(keys, a)
+  local khunt, kidx, kgeo = keys[1], keys[2], keys[3]
+  if redis.call('EXISTS', khunt) == 0 then return 'err unknown_hunt' end
+  local hunt_id, n = a[1], tonumber(a[2])
+  for j = 0, n - 1 do
+    local i = 3 + j * 10
+    local id, part, tickets, gh = a[i], a[i + 1], a[i + 4], a[i + 9]
+    local pinned = redis.call('HGET', kidx, id)
+    if pinned then part = pinned else redis.call('HSET', kidx, id, part) end
+    local khs = 'cairn:{p' .. part .. '}:hs:' .. hunt_id .. ':' .. id
+    local old = redis.call('HMGET', khs, 'g', 'gh')
+    if old[1] and tonumber(tickets) < tonumber(old[1]) then tickets = old[1] end
+    redis.call('HSET', khs, 'la', a[i + 2], 'lo', a[i + 3], 't', tickets, 'rw', a[i + 5], 'pt', a[i + 6],
+      'oa', a[i + 7], 'ca', a[i + 8], 'gh', gh)
+    redis.call('HSETNX', khs, 'g', 0)
+    if old[2] and old[2] ~= gh then redis.call('ZREM', kgeo, old[2] .. '|' .. id .. '|' .. part) end
+    redis.call('ZADD', kgeo, 0, gh .. '|' .. id .. '|' .. part)
+  end
+  return 'ok'
+end
+
+local function id_less(x, y)
+  local xm, xs = string.match(x, '^(%d+)-(%d+)$')
+  local ym, ys = string.match(y, '^(%d+)-(%d+)$')
+  xm, ym = tonumber(xm), tonumber(ym)
+  return xm < ym or (xm == ym and tonumber(xs) < tonumber(ys))
+end
+
+-- Trim a request stream below what every group has acknowledged: below the
+-- oldest pending entry, or (nothing pending) below the last delivered one.
+-- Undelivered entries are above last-delivered-id and always kept.
+-- KEYS: req. Answers {lag, pending, trimmed} summed over the groups.
+local function trim(keys)
+  local kreq = keys[1]
+  if redis.call('EXISTS', kreq) == 0 then return { 0, 0, 0 } end
+  local cut, lag, pending = nil, 0, 0
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', kreq)) do
+    local m = {}
+    for i = 1, #g, 2 do m[g[i]] = g[i + 1] end
+    local c = m['last-delivered-id']
+    if m['pending'] > 0 then c = redis.call('XPENDING', kreq, m['name'])[2] end
+    if cut == nil or id_less(c, cut) then cut = c end
+    pending = pending + m['pending']
+    if type(m['lag']) == 'number' then lag = lag + m['lag'] end
+  end
+  local trimmed = 0
+  if cut then trimmed = redis.call('XTRIM', kreq, 'MINID', cut) end
+  return { lag, pending, trimmed }
+end
+
+-- Move a poison entry to the dead-letter stream, acknowledge it, and tell the
+-- node that waits for it. KEYS: req, dead. ARGV: group id deliveries
+local function dead(keys, a)
+  local kreq, kdead = keys[1], keys[2]
+  local got = redis.call('XRANGE', kreq, a[2], a[2])
+  redis.call('XACK', kreq, a[1], a[2])
+  if #got == 0 then return 0 end
+  local f = got[1][2]
+  local add = { 'XADD', kdead, '*', 'src', a[2], 'deliveries', a[3] }
+  local m = {}
+  for i = 1, #f, 2 do
+    add[#add + 1] = f[i]
+    add[#add + 1] = f[i + 1]
+    m[f[i]] = f[i + 1]
+  end
+  redis.call(unpack(add))
+  if m['ch'] and m['rid'] then redis.call('PUBLISH', m['ch'], m['rid'] .. ' err dead_letter') end
+  return 1
+end
+
+-- The distance as this library computes it, for tests comparing it with geo.DistanceM.
+local function distance(_, a)
+  return string.format('%.17g', distance_m(tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4])))
+end
+
+redis.register_function('cairn_claim', claim)
+redis.register_function('cairn_spend', spend)
+redis.register_function('cairn_import', import)
+redis.register_function('cairn_trim', trim)
+redis.register_function('cairn_dead', dead)
+redis.register_function { function_name = 'cairn_distance', callback = distance, flags = { 'no-writes' } }

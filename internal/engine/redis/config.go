@@ -1,0 +1,197 @@
+package redis
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/telemetry"
+)
+
+// Config configures one node's Redis engine. Zero values mean the defaults
+// given on each field. Validate reports every problem at once.
+type Config struct {
+	// URL is redis://[user:password@]host:port/db or rediss:// (TLS).
+	URL string
+	// PoolSize is the number of connections for commands (claims, reads,
+	// admin); default 10 per GOMAXPROCS. Blocking stream reads have their own
+	// connections (one per reader, plus the log tailer).
+	PoolSize int
+	// Partitions is the number of log partitions; default 64. It is stored
+	// in Redis on first start; a node with another number is refused.
+	Partitions int
+	// PrefixLen is the geohash prefix length that picks a new hotspot's partition; default 4 (stored too).
+	PrefixLen int
+	// Readers is the number of blocking XREADGROUP loops per node, each
+	// owning Partitions/Readers request streams; default min(Partitions, 64).
+	Readers int
+	// Consumer names this node in the consumer group and its answer channel;
+	// default host-pid-random. It must be unique among live nodes.
+	Consumer string
+	// MinIdle is how long an entry stays pending with a silent consumer before
+	// another node reclaims it (XAUTOCLAIM); default 5s.
+	MinIdle time.Duration
+	// DeliveriesMax: an entry delivered this many times without being decided
+	// goes to the partition's dead-letter stream; default 5.
+	DeliveriesMax int
+	// BatchLenMax bounds the entries read and decided in one pipelined batch; default 256.
+	BatchLenMax int
+	// InflightMax bounds the claims and spends this node waits for at once;
+	// beyond it calls fail fast with engine.ErrOverloaded; default 16384.
+	InflightMax int
+	// CallTimeout bounds each Redis round trip on the request path, so a dead
+	// Redis answers engine.ErrUnavailable within it; default 1s.
+	CallTimeout time.Duration
+	// HealthInterval is the period of the liveness probe that flips Ready and
+	// fails waiting calls when Redis goes away; default 200ms.
+	HealthInterval time.Duration
+	// MaintenanceInterval is the period of stream trimming, lag sampling and
+	// re-checking long waits; default 1s.
+	MaintenanceInterval time.Duration
+	// AllowVolatile lets the engine run on a Redis that may lose acknowledged
+	// writes (no AOF, or appendfsync other than always). It logs a warning.
+	AllowVolatile bool
+	// Direct: the node that receives a claim calls the Function itself
+	// instead of queueing it on the partition's request stream. Same Function,
+	// same log; the stream pipeline keeps running for entries queued by others.
+	Direct bool
+	// Clock is the deciding node's clock; default time.Now.
+	Clock func() time.Time
+	// Logger; default discards.
+	Logger *slog.Logger
+	// Metrics; default telemetry.Discard().
+	Metrics *telemetry.Metrics
+}
+
+// Defaults.
+const (
+	MinIdleDefault             = 5 * time.Second
+	DeliveriesMaxDefault       = 5
+	BatchLenMaxDefault         = 256
+	BatchLenMaxMax             = 4096
+	InflightMaxDefault         = 16384
+	CallTimeoutDefault         = time.Second
+	HealthIntervalDefault      = 200 * time.Millisecond
+	MaintenanceIntervalDefault = time.Second
+	ReadersMax                 = 64
+)
+
+func (c Config) withDefaults() Config {
+	if c.Partitions == 0 {
+		c.Partitions = geo.PartitionsDefault
+	}
+	if c.PrefixLen == 0 {
+		c.PrefixLen = geo.PrefixLenDefault
+	}
+	if c.Readers == 0 {
+		c.Readers = min(c.Partitions, ReadersMax)
+	}
+	if c.Consumer == "" {
+		c.Consumer = defaultConsumer()
+	}
+	if c.MinIdle == 0 {
+		c.MinIdle = MinIdleDefault
+	}
+	if c.DeliveriesMax == 0 {
+		c.DeliveriesMax = DeliveriesMaxDefault
+	}
+	if c.BatchLenMax == 0 {
+		c.BatchLenMax = BatchLenMaxDefault
+	}
+	if c.InflightMax == 0 {
+		c.InflightMax = InflightMaxDefault
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = CallTimeoutDefault
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = HealthIntervalDefault
+	}
+	if c.MaintenanceInterval == 0 {
+		c.MaintenanceInterval = MaintenanceIntervalDefault
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Discard()
+	}
+	return c
+}
+
+// Validate checks the configuration (after defaults) and joins every problem.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("redis config: "+format, args...)) }
+	if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		bad("url %q must look like redis://host:port/db or rediss://...", redactURL(c.URL))
+	}
+	if c.PoolSize < 0 {
+		bad("pool size %d must be >= 0", c.PoolSize)
+	}
+	if c.Partitions < 1 || c.Partitions > geo.PartitionsMax {
+		bad("partitions %d must be in [1, %d]", c.Partitions, geo.PartitionsMax)
+	}
+	if c.PrefixLen < 1 || c.PrefixLen > geo.PrefixLenMax {
+		bad("prefix length %d must be in [1, %d]", c.PrefixLen, geo.PrefixLenMax)
+	}
+	if c.Readers < 1 || c.Readers > min(c.Partitions, ReadersMax) {
+		bad("readers %d must be in [1, min(partitions, %d)]", c.Readers, ReadersMax)
+	}
+	if !hunt.ValidID(c.Consumer) {
+		bad("consumer %q must be 1-%d characters of letters, digits, '.', '_', ':' or '-'", c.Consumer, hunt.IDLenMax)
+	}
+	if c.MinIdle < time.Millisecond {
+		bad("min idle %v must be >= 1ms", c.MinIdle)
+	}
+	if c.DeliveriesMax < 1 {
+		bad("deliveries max %d must be >= 1", c.DeliveriesMax)
+	}
+	if c.BatchLenMax < 1 || c.BatchLenMax > BatchLenMaxMax {
+		bad("batch length max %d must be in [1, %d]", c.BatchLenMax, BatchLenMaxMax)
+	}
+	if c.InflightMax < 1 {
+		bad("inflight max %d must be >= 1", c.InflightMax)
+	}
+	if c.CallTimeout < time.Millisecond {
+		bad("call timeout %v must be >= 1ms", c.CallTimeout)
+	}
+	if c.HealthInterval < time.Millisecond || c.MaintenanceInterval < time.Millisecond {
+		bad("health interval %v and maintenance interval %v must be >= 1ms", c.HealthInterval, c.MaintenanceInterval)
+	}
+	return errors.Join(errs...)
+}
+
+// redactURL hides a password in URL for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
+
+func defaultConsumer() string {
+	host, err := os.Hostname()
+	if err != nil || !hunt.ValidID(host) || len(host) > 64 {
+		host = "node"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,566 @@
+// Package redis is Cairn's Redis engine: any number of stateless Cairn nodes
+// share one Redis, which holds all state, and give the same outcomes and keep
+// the same invariants (DESIGN.md I1–I7) as the embedded engine.
+//
+// The pipeline. A node that receives a claim resolves the hotspot's partition
+// (pinned at the hotspot's first import, cached) and appends a request entry
+// to the partition's stream cairn:{pN}:req. Every node joins the consumer
+// group ClaimProcessor on every request stream and reads batches with blocking
+// XREADGROUP loops; for each entry it calls the Redis Function cairn_claim (or
+// cairn_spend), which in one atomic step checks the idempotency record,
+// decides with hunt.DecideClaim's rules, applies the effects (tickets,
+// claimers, wallet, ledger, last position), appends the ClaimCompleted event
+// to the partition's log stream cairn:{pN}:log with id "<seq>-0",
+// acknowledges the entry and publishes the answer on the receiving node's
+// channel cairn:done:<consumer>. In Direct mode the receiving node calls the
+// same Function itself and skips the stream. docs/REDIS.md has the key
+// layout, the library, the durability promise and the cluster story.
+//
+// Invariants. The Function is the only writer of decisions, so I1–I4 hold by
+// Redis's one-function-at-a-time execution; the log is never trimmed (I7);
+// an entry is acknowledged by the same Function call that records its
+// decision, so it is either decided or still pending, never lost, and a
+// second delivery (a reclaim, a duplicate in flight, a retried call) finds the
+// idempotency record and replays it. A node answers 2xx only with a decision
+// it read back from Redis, which Redis (appendfsync always) sends only after
+// the AOF write is fsynced (I6).
+//
+// Concurrency. Every exported method is safe for concurrent use. Run owns the
+// long-lived goroutines: one health probe, one Pub/Sub listener, one log
+// tailer (feeds sinks in seq order per partition), Readers stream readers,
+// one reclaimer and one maintenance loop; each exits when Run's context ends.
+// Claims and spends block until Run has started and fail with
+// engine.ErrClosed once it stops.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/telemetry"
+)
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Errors of this engine; operating conditions wrap engine.ErrUnavailable.
+var (
+	// ErrVolatile: Redis would lose acknowledged writes and AllowVolatile is off.
+	ErrVolatile = errors.New("redis engine: redis persistence may lose acknowledged writes")
+	// ErrMismatch: Redis holds state made with another partition count or prefix length.
+	ErrMismatch = errors.New("redis engine: redis holds state of another configuration")
+	// ErrLibraryNewer: Redis holds a newer cairn library than this node's.
+	ErrLibraryNewer = errors.New("redis engine: redis holds a newer cairn function library")
+)
+
+// sinkWaitMax bounds how long an answer waits for the local tailer to have fed
+// the event to the sinks. The decision is durable either way; the wait keeps
+// the contract "sinks see a batch before its callers are answered" on the
+// node that answers, and gives up only when the tailer is cut off.
+const sinkWaitMax = time.Second
+
+// recheckAfter: a waiting call older than this asks Redis for its decision
+// directly, in case the published answer was lost (Pub/Sub is at-most-once).
+const recheckAfter = 2 * time.Second
+
+// hotspotCacheLenMax bounds the node's cache of hotspot partitions.
+const hotspotCacheLenMax = 1 << 20
+
+// Engine is one node's view of the shared Redis. See the package doc.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	met   *telemetry.Metrics
+	rdb   *goredis.Client // commands; closed by Close
+	blk   *goredis.Client // blocking stream reads; closed when Run stops, which unblocks them
+	clock atomic.Pointer[func() time.Time]
+
+	parts     []partState
+	reqKeys   []string
+	logKeys   []string
+	partOfKey map[string]geo.Partition
+	lagGauge  []prometheus.Gauge
+
+	channel     string // this node's answer channel
+	incarnation string // request ids are incarnation.counter: unique across restarts
+	ridSeq      atomic.Uint64
+	inflight    atomic.Int64
+	waiters     waiters
+
+	hsMu     sync.RWMutex
+	hsCache  map[hsKey]geo.Partition
+	sinks    []engine.Sink
+	avail    availability
+	kick     chan struct{}
+	running  atomic.Bool
+	started  chan struct{} // closed when Run has started
+	stopping chan struct{} // closed when Run's context is done
+	closed   atomic.Bool
+
+	// testHookAfterRead, when set, is called with every batch a reader took
+	// from the request streams; true drops the batch unprocessed and
+	// unacknowledged, as a node that dies right after XREADGROUP would.
+	testHookAfterRead func() bool
+}
+
+type hsKey struct {
+	hunt    hunt.HuntID
+	hotspot hunt.HotspotID
+}
+
+// partState is what this node knows of one partition: the tailer's watermark
+// (the last event fed to the sinks) and the request stream's backlog.
+type partState struct {
+	mu    sync.Mutex
+	seq   hunt.Seq
+	at    time.Time
+	ch    chan struct{} // closed and replaced when seq advances
+	depth atomic.Int64
+}
+
+func (p *partState) advance(seq hunt.Seq, at time.Time) {
+	p.mu.Lock()
+	if seq > p.seq {
+		p.seq, p.at = seq, at
+		close(p.ch)
+		p.ch = make(chan struct{})
+	}
+	p.mu.Unlock()
+}
+
+func (p *partState) get() (hunt.Seq, time.Time, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seq, p.at, p.ch
+}
+
+// availability is whether Redis answers, as the health probe last saw it.
+type availability struct {
+	mu  sync.Mutex
+	up  bool
+	err error
+	ch  chan struct{} // closed and replaced on every change
+}
+
+func (a *availability) get() (bool, error, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.up, a.err, a.ch
+}
+
+// set records the state and reports whether it changed.
+func (a *availability) set(up bool, err error) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.err = err
+	if a.up == up {
+		return false
+	}
+	a.up = up
+	close(a.ch)
+	a.ch = make(chan struct{})
+	return true
+}
+
+// Open connects to Redis, checks its persistence settings, loads or upgrades
+// the function library, creates the consumer groups and reads each
+// partition's last committed epoch. It does not start processing: call Run.
+// An unreachable Redis is an error wrapping engine.ErrUnavailable.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	opt, err := goredis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis engine: url %s: %w", redactURL(cfg.URL), err)
+	}
+	if cfg.PoolSize > 0 {
+		opt.PoolSize = cfg.PoolSize
+	}
+	// No hidden retries: a command that may have run is never sent twice
+	// behind our back, and a dead Redis answers within CallTimeout.
+	opt.MaxRetries = -1
+	opt.DialTimeout = cfg.CallTimeout
+	opt.ReadTimeout = cfg.CallTimeout
+	opt.WriteTimeout = cfg.CallTimeout
+	opt.PoolTimeout = cfg.CallTimeout
+	opt.ContextTimeoutEnabled = true
+	opt.ClientName = "cairn-" + cfg.Consumer
+	bopt := *opt
+	bopt.PoolSize = cfg.Readers + 2
+	bopt.MinIdleConns = 0
+
+	e := &Engine{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		met:         cfg.Metrics,
+		rdb:         goredis.NewClient(opt),
+		blk:         goredis.NewClient(&bopt),
+		parts:       make([]partState, cfg.Partitions),
+		reqKeys:     make([]string, cfg.Partitions),
+		logKeys:     make([]string, cfg.Partitions),
+		partOfKey:   make(map[string]geo.Partition, 2*cfg.Partitions),
+		lagGauge:    telemetry.PartitionGauges(cfg.Metrics.ConsumerLag, cfg.Partitions),
+		channel:     keyDone(cfg.Consumer),
+		incarnation: randomHex(6),
+		hsCache:     make(map[hsKey]geo.Partition),
+		kick:        make(chan struct{}, 1),
+		started:     make(chan struct{}),
+		stopping:    make(chan struct{}),
+	}
+	e.avail.ch = make(chan struct{})
+	clock := cfg.Clock
+	e.clock.Store(&clock)
+	for p := range e.parts {
+		e.parts[p].ch = make(chan struct{})
+		e.reqKeys[p] = keyReq(geo.Partition(p))
+		e.logKeys[p] = keyLog(geo.Partition(p))
+		e.partOfKey[e.reqKeys[p]] = geo.Partition(p)
+		e.partOfKey[e.logKeys[p]] = geo.Partition(p)
+	}
+	if err := e.setup(ctx); err != nil {
+		e.rdb.Close()
+		e.blk.Close()
+		return nil, err
+	}
+	if err := e.loadHeads(ctx); err != nil {
+		e.rdb.Close()
+		e.blk.Close()
+		return nil, err
+	}
+	e.avail.set(true, nil)
+	return e, nil
+}
+
+// setup makes Redis ready for this node: persistence checked, configuration
+// matching, library loaded, groups created. It runs at Open and again after
+// every outage, because a Redis that comes back may have come back empty.
+func (e *Engine) setup(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*e.cfg.CallTimeout)
+	defer cancel()
+	if err := e.checkDurability(ctx); err != nil {
+		return err
+	}
+	if err := e.checkMeta(ctx); err != nil {
+		return err
+	}
+	if err := e.ensureLibrary(ctx); err != nil {
+		return err
+	}
+	return e.ensureGroups(ctx)
+}
+
+// checkDurability reads Redis's persistence settings: acknowledged writes
+// survive a Redis crash only with appendonly yes and appendfsync always.
+func (e *Engine) checkDurability(ctx context.Context) error {
+	vals, err := e.rdb.ConfigGet(ctx, "append*").Result()
+	if err != nil {
+		if isUnavailable(err) {
+			return unavailable("read persistence settings", err)
+		}
+		if e.cfg.AllowVolatile {
+			e.log.Warn("redis engine: cannot read persistence settings; running volatile as allowed", "err", err)
+			return nil
+		}
+		return fmt.Errorf("%w: cannot read persistence settings (CONFIG GET: %v); start with --allow-volatile-redis to run anyway", ErrVolatile, err)
+	}
+	aof, fsync := vals["appendonly"], vals["appendfsync"]
+	if aof == "yes" && fsync == "always" {
+		return nil
+	}
+	if e.cfg.AllowVolatile {
+		e.log.Warn("REDIS IS VOLATILE: acknowledged claims may be lost if Redis crashes; running anyway as allowed",
+			"appendonly", aof, "appendfsync", fsync)
+		return nil
+	}
+	return fmt.Errorf("%w: appendonly=%s appendfsync=%s; set appendonly yes and appendfsync always, or start with --allow-volatile-redis",
+		ErrVolatile, aof, fsync)
+}
+
+// checkMeta stores the partitioning on first start and refuses another one later.
+func (e *Engine) checkMeta(ctx context.Context) error {
+	pipe := e.rdb.TxPipeline()
+	pipe.HSetNX(ctx, keyMeta, "partitions", e.cfg.Partitions)
+	pipe.HSetNX(ctx, keyMeta, "prefix_len", e.cfg.PrefixLen)
+	pipe.HSetNX(ctx, keyMeta, "format", 1)
+	got := pipe.HMGet(ctx, keyMeta, "partitions", "prefix_len")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("read meta", err)
+	}
+	want := []string{fmt.Sprint(e.cfg.Partitions), fmt.Sprint(e.cfg.PrefixLen)}
+	for i, v := range got.Val() {
+		if s, _ := v.(string); s != want[i] {
+			return fmt.Errorf("%w: it has partitions=%v prefix_len=%v, this node has %d and %d",
+				ErrMismatch, got.Val()[0], got.Val()[1], e.cfg.Partitions, e.cfg.PrefixLen)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) ensureGroups(ctx context.Context) error {
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*goredis.StatusCmd, len(e.reqKeys))
+	for p, k := range e.reqKeys {
+		// From "0": entries queued before the group existed are processed too.
+		cmds[p] = pipe.XGroupCreateMkStream(ctx, k, Group, "0")
+	}
+	_, _ = pipe.Exec(ctx)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return unavailable("create consumer groups", err)
+		}
+	}
+	return nil
+}
+
+// loadHeads sets each partition's watermark to the last event of its log:
+// the tailer feeds sinks from there (sinks catch up on history with Events).
+func (e *Engine) loadHeads(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*e.cfg.CallTimeout)
+	defer cancel()
+	pipe := e.rdb.Pipeline()
+	cmds := make([]*goredis.XMessageSliceCmd, len(e.logKeys))
+	for p, k := range e.logKeys {
+		cmds[p] = pipe.XRevRangeN(ctx, k, "+", "-", 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("read log heads", err)
+	}
+	for p, c := range cmds {
+		if len(c.Val()) == 0 {
+			continue
+		}
+		var ev hunt.Event
+		if err := messageEvent(c.Val()[0], &ev); err != nil {
+			return fmt.Errorf("redis engine: last event of %s: %w", e.logKeys[p], err)
+		}
+		e.parts[p].seq, e.parts[p].at = ev.Epoch.Seq, ev.At
+	}
+	return nil
+}
+
+// Run processes until ctx is done, then finishes the batches in flight,
+// fails the calls still waiting with engine.ErrClosed, and returns.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("redis engine: Run called twice")
+	}
+	if e.closed.Load() {
+		return engine.ErrClosed
+	}
+	ps := e.rdb.Subscribe(ctx, e.channel)
+	// Wait for the subscription before taking claims, so no answer is
+	// published to nobody; if Redis is down the listener recovers later.
+	sctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	_, _ = ps.Receive(sctx)
+	cancel()
+
+	var wg sync.WaitGroup
+	goFn := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	goFn(e.healthLoop)
+	goFn(func(ctx context.Context) { e.listen(ctx, ps) })
+	goFn(e.tail)
+	for r := 0; r < e.cfg.Readers; r++ {
+		var parts []geo.Partition
+		for p := r; p < e.cfg.Partitions; p += e.cfg.Readers {
+			parts = append(parts, geo.Partition(p))
+		}
+		goFn(func(ctx context.Context) { e.consume(ctx, parts) })
+	}
+	goFn(e.reclaimLoop)
+	goFn(e.maintain)
+	close(e.started)
+
+	<-ctx.Done()
+	close(e.stopping)
+	// Unblock the blocking reads; batches being decided use e.rdb and finish.
+	_ = e.blk.Close()
+	_ = ps.Close()
+	wg.Wait()
+	e.waiters.failAll(engine.ErrClosed)
+	return nil
+}
+
+// Close releases the connections. Call after Run returned (or without Run).
+func (e *Engine) Close() error {
+	if !e.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	e.blk.Close()
+	return e.rdb.Close()
+}
+
+// Subscribe adds a sink for committed batches. Call before Run.
+func (e *Engine) Subscribe(s engine.Sink) {
+	if e.running.Load() {
+		panic("redis engine: Subscribe after Run")
+	}
+	e.sinks = append(e.sinks, s)
+}
+
+// SetClock replaces the deciding clock (tests).
+func (e *Engine) SetClock(now func() time.Time) { e.clock.Store(&now) }
+
+func (e *Engine) now() time.Time { return (*e.clock.Load())() }
+
+// Partitions is the number of log partitions.
+func (e *Engine) Partitions() int { return e.cfg.Partitions }
+
+// Consumer is this node's name in the consumer group.
+func (e *Engine) Consumer() string { return e.cfg.Consumer }
+
+// Ready reports whether the engine accepts claims now.
+func (e *Engine) Ready() error {
+	select {
+	case <-e.stopping:
+		return engine.ErrClosed
+	default:
+	}
+	if e.closed.Load() {
+		return engine.ErrClosed
+	}
+	select {
+	case <-e.started:
+	default:
+		return fmt.Errorf("%w: not running yet", engine.ErrUnavailable)
+	}
+	if up, err, _ := e.avail.get(); !up {
+		return unavailable("redis", err)
+	}
+	return nil
+}
+
+// Status reports each partition's last committed epoch (as this node's
+// tailer has seen it) and its request backlog (lag + pending, sampled).
+func (e *Engine) Status() []engine.Status {
+	out := make([]engine.Status, len(e.parts))
+	for p := range e.parts {
+		seq, at, _ := e.parts[p].get()
+		out[p] = engine.Status{
+			Component: fmt.Sprintf("partition/%d", p),
+			Epoch:     hunt.Epoch{Partition: geo.Partition(p), Seq: seq},
+			At:        at,
+			Depth:     int(e.parts[p].depth.Load()),
+		}
+	}
+	return out
+}
+
+// healthLoop probes Redis every HealthInterval (or at once when kicked by a
+// failing component). Down: Ready fails and waiting calls get
+// engine.ErrUnavailable. Back up: setup runs again, then calls are taken.
+func (e *Engine) healthLoop(ctx context.Context) {
+	t := time.NewTicker(e.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+		pctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+		err := e.rdb.Ping(pctx).Err()
+		if up, _, _ := e.avail.get(); err == nil && !up {
+			err = e.setup(pctx)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			e.markDown(err)
+			continue
+		}
+		if e.avail.set(true, nil) {
+			e.met.Retries.WithLabelValues("reconnect").Inc()
+			e.log.Warn("redis engine: redis is back; taking claims again")
+		}
+	}
+}
+
+// markDown records an outage and fails every waiting call: their requests
+// may still be decided later, and a retry with the same key replays that.
+func (e *Engine) markDown(err error) {
+	if e.avail.set(false, err) {
+		e.log.Warn("redis engine: redis unavailable; answering 503 until it is back", "err", err)
+	}
+	e.waiters.failAll(unavailable("redis", err))
+}
+
+// kickHealth asks the health loop to probe now (a component saw an error).
+func (e *Engine) kickHealth() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// waitUp blocks until Redis is up; false when ctx ends first.
+func (e *Engine) waitUp(ctx context.Context) bool {
+	for {
+		up, _, ch := e.avail.get()
+		if up {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// pause waits d or until ctx ends; false when ctx ended.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// unavailable wraps a Redis failure as engine.ErrUnavailable.
+func unavailable(what string, err error) error {
+	if err == nil {
+		return fmt.Errorf("%w: %s", engine.ErrUnavailable, what)
+	}
+	return fmt.Errorf("%w: %s: %v", engine.ErrUnavailable, what, err)
+}
+
+// isUnavailable tells a Redis that cannot serve (network, timeout, loading,
+// read-only replica, closed client) from an error in the request itself.
+func isUnavailable(err error) bool {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return false
+	}
+	var rerr goredis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF", "OOM", "NOGROUP"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return strings.Contains(msg, "Function not found") || strings.Contains(msg, "Library not found")
+	}
+	return true
+}

@@ -1,0 +1,66 @@
+package redis
+
+import (
+	"strconv"
+
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// Key layout (docs/REDIS.md is the reference; cairn.lua builds the same names
+// for hotspots and log streams, keep them in step).
+//
+// Partition-scoped keys carry the partition as a hash tag, "{p17}", so that
+// under Redis Cluster one partition's keys share a slot. Player-scoped keys
+// carry "{u:<player>}" for the same reason. Hunts and the hotspot indexes are
+// global (cluster: see the doc).
+//
+//	cairn:meta                      hash   partitions, prefix_len, format
+//	cairn:hunts                     set    hunt ids
+//	cairn:hunt:<hunt>               hash   j (JSON of hunt.Hunt), sa, ea (ns20 or ""), r (claim radius m), v (max speed m/s)
+//	cairn:hsidx:<hunt>              hash   hotspot id -> partition (pinned at first import)
+//	cairn:geo:<hunt>                zset   "<geohash9>|<hotspot>|<partition>", score 0, read by lex range
+//	cairn:{pN}:hs:<hunt>:<hotspot>  hash   la lo t g rw pt oa ca gh (g: tickets granted)
+//	cairn:{pN}:cl:<hunt>:<hotspot>  set    players holding a ticket
+//	cairn:{pN}:seq                  string last sequence number of partition N
+//	cairn:{pN}:log                  stream the event log (I7): entry id "<seq>-0", field e = event record
+//	cairn:{pN}:req                  stream ClaimRequested / SpendRequested, group ClaimProcessor
+//	cairn:{pN}:dead                 stream entries that failed DeliveriesMax times
+//	cairn:{u:<player>}:idem         hash   Idempotency-Key -> "<fp> <partition> <seq> <rid>"
+//	cairn:{u:<player>}:w            hash   b (balance), p, s (epoch of the last change)
+//	cairn:{u:<player>}:led          list   ledger records, newest first, at most LedgerLimitMax
+//	cairn:{u:<player>}:pos          hash   hunt -> "<lat> <lon> <unix s> <ns>" of the last grant
+//	cairn:done:<consumer>           pubsub answers for the requests a node waits for
+const (
+	keyMeta  = "cairn:meta"
+	keyHunts = "cairn:hunts"
+	// Group is the consumer group every node joins on every request stream.
+	Group = "ClaimProcessor"
+)
+
+func keyHunt(h hunt.HuntID) string      { return "cairn:hunt:" + string(h) }
+func keyHsIndex(h hunt.HuntID) string   { return "cairn:hsidx:" + string(h) }
+func keyGeo(h hunt.HuntID) string       { return "cairn:geo:" + string(h) }
+func keyDone(consumer string) string    { return "cairn:done:" + consumer }
+func tagP(p geo.Partition) string       { return "cairn:{p" + strconv.FormatUint(uint64(p), 10) + "}:" }
+func tagU(pl hunt.PlayerID) string      { return "cairn:{u:" + string(pl) + "}:" }
+func keySeq(p geo.Partition) string     { return tagP(p) + "seq" }
+func keyLog(p geo.Partition) string     { return tagP(p) + "log" }
+func keyReq(p geo.Partition) string     { return tagP(p) + "req" }
+func keyDead(p geo.Partition) string    { return tagP(p) + "dead" }
+func keyIdem(pl hunt.PlayerID) string   { return tagU(pl) + "idem" }
+func keyWallet(pl hunt.PlayerID) string { return tagU(pl) + "w" }
+func keyLedger(pl hunt.PlayerID) string { return tagU(pl) + "led" }
+func keyPos(pl hunt.PlayerID) string    { return tagU(pl) + "pos" }
+
+func keyHotspot(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
+	return tagP(p) + "hs:" + string(h) + ":" + string(s)
+}
+
+func keyClaimers(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
+	return tagP(p) + "cl:" + string(h) + ":" + string(s)
+}
+
+// logID is the log stream id of an event: the sequence number is the id's
+// time part, so XRANGE by id is a range by sequence number.
+func logID(seq hunt.Seq) string { return strconv.FormatUint(uint64(seq), 10) + "-0" }

@@ -1,0 +1,52 @@
+// Package httpapi serves Cairn's HTTP API v1 (DESIGN.md "HTTP API v1") on the
+// standard library's net/http: admin hunts and the streamed hotspot import,
+// nearby hotspots, claims and spends with Idempotency-Key semantics, wallets,
+// leaderboards with read-your-writes, the Server-Sent Events feed,
+// /v1/consistency, /metrics, /healthz and /readyz.
+//
+// It decides nothing itself: claims and spends go to an engine.Engine, and
+// leaderboards come from a Board (the leaderboard projection). It only
+// authenticates, validates, bounds and renders.
+//
+// # Invariants
+//
+//   - Every error is an RFC 9457 application/problem+json document whose status,
+//     type URI and code come from the one table in problem.go. A 5xx never carries
+//     internals; an unexpected error is logged and answered 500.
+//   - A claim or spend answer is rendered from its recorded event alone
+//     (render.go), so the replay of a decided request is byte-identical to the
+//     first answer (DESIGN.md I3); replays add `Idempotent-Replayed: true`.
+//   - Nothing is read without a bound: bodies through http.MaxBytesReader (413),
+//     strict decoders (exact field names, no duplicates, no unknown fields, one
+//     JSON value, finite numbers), every query parameter range-checked, every
+//     non-streaming request under a deadline. A deadline that fires while a claim
+//     is in flight answers 503: the outcome is then unknown, and the client
+//     retries with the same Idempotency-Key to learn it.
+//   - A read with after=<consistency_token> either reflects that epoch or fails
+//     with 503 + Retry-After; it never answers stale data as fresh.
+//
+// # Authentication
+//
+// Player routes take `Authorization: Bearer <JWT>`: HS256 only (the algorithm
+// allow-list refuses `none`, RS256 and everything else), `exp` required, `iss`
+// and `aud` checked when configured, and `sub` a valid player id. Admin routes
+// (/v1/admin/*) take only the admin token, compared in constant time; any other
+// credential there, a player token included, is 401 (not 403: the admin realm
+// does not know players). The leaderboard is public unless around=me.
+//
+// # Concurrency
+//
+// A Server is safe for concurrent use once New returns; it holds no per-request
+// state. The SSE hub (Feed) is called from the engine's partition writers
+// concurrently; it never blocks them: each subscriber has a bounded buffer, and
+// a subscriber whose buffer is full is disconnected.
+//
+// # Hotspot import
+//
+// The import is decoded as a stream and upserted in chunks of
+// engine.ImportBatchMax, so a large import never sits in memory whole. When an
+// item is bad, every item before it is imported and nothing from it on: the
+// 400 answer names the item's index and carries `imported` (the count of items
+// imported), so a client can fix the item and resend from there. Upserts are
+// idempotent, so resending the whole import is also correct.
+package httpapi

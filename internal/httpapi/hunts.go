@@ -1,0 +1,408 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// huntBody is the body of PUT /v1/admin/hunts/{hunt}. "id", if sent, must
+// equal the path's.
+type huntBody struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	StartsAt     time.Time `json:"starts_at"`
+	EndsAt       time.Time `json:"ends_at"`
+	ClaimRadiusM float64   `json:"claim_radius_m"`
+	MaxSpeedMps  float64   `json:"max_speed_mps"`
+}
+
+var huntFields = []string{"id", "name", "starts_at", "ends_at", "claim_radius_m", "max_speed_mps"}
+
+// putHunt answers PUT /v1/admin/hunts/{hunt}: 201 when it created the hunt,
+// 200 when it replaced it; the body is the hunt as stored (defaults filled).
+func (s *Server) putHunt(w http.ResponseWriter, r *http.Request) {
+	if err := s.auth.admin(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	id := r.PathValue("hunt")
+	if !hunt.ValidID(id) {
+		s.writeError(w, r, hunt.Invalid("id", "must be 1-%d characters of letters, digits, '.', '_', ':' or '-'", hunt.IDLenMax), nil)
+		return
+	}
+	b, err := readBody(w, r, s.cfg.BodyLenMax, nil)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	var body huntBody
+	if err := strictUnmarshal(b, &body, huntFields, 0); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	if body.ID != "" && body.ID != id {
+		s.writeError(w, r, hunt.Invalid("id", "the body's id %s differs from the path's", fieldName(body.ID)), nil)
+		return
+	}
+	h := hunt.Hunt{
+		ID: hunt.HuntID(id), Name: body.Name, StartsAt: body.StartsAt, EndsAt: body.EndsAt,
+		ClaimRadiusM: body.ClaimRadiusM, MaxSpeedMps: body.MaxSpeedMps,
+	}
+	if err := h.Normalize(); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	status := http.StatusOK
+	if _, err := s.eng.Hunt(r.Context(), h.ID); errors.Is(err, hunt.ErrUnknownHunt) {
+		status = http.StatusCreated
+	} else if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	if err := s.eng.PutHunt(r.Context(), h); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	s.writeJSON(w, r, status, h)
+}
+
+// adminGetHunt answers GET /v1/admin/hunts/{hunt}.
+func (s *Server) adminGetHunt(w http.ResponseWriter, r *http.Request) {
+	if err := s.auth.admin(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	s.answerHunt(w, r)
+}
+
+// getHunt answers GET /v1/hunts/{hunt}, the players' view (the same fields:
+// a hunt holds nothing secret).
+func (s *Server) getHunt(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.auth.player(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	s.answerHunt(w, r)
+}
+
+func (s *Server) answerHunt(w http.ResponseWriter, r *http.Request) {
+	h, err := s.huntOf(r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, h)
+}
+
+// huntOf returns the path's hunt, or hunt.ErrUnknownHunt (also for an id
+// that cannot exist).
+func (s *Server) huntOf(r *http.Request) (hunt.Hunt, error) {
+	id, ok := pathID(r, "hunt")
+	if !ok {
+		return hunt.Hunt{}, hunt.ErrUnknownHunt
+	}
+	return s.eng.Hunt(r.Context(), hunt.HuntID(id))
+}
+
+// adminListHunts answers GET /v1/admin/hunts.
+func (s *Server) adminListHunts(w http.ResponseWriter, r *http.Request) {
+	if err := s.auth.admin(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	hs, err := s.eng.Hunts(r.Context())
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	if hs == nil {
+		hs = []hunt.Hunt{}
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Hunts []hunt.Hunt `json:"hunts"`
+	}{hs})
+}
+
+// nearby answers GET /v1/hunts/{hunt}/hotspots?lat=&lon=&radius_m=&limit=.
+func (s *Server) nearby(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.auth.player(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	id, ok := pathID(r, "hunt")
+	if !ok {
+		s.writeError(w, r, hunt.ErrUnknownHunt, nil)
+		return
+	}
+	q, err := parseQuery(r)
+	var lat, lon, radius float64
+	var limit int
+	if err == nil {
+		lat, err = q.float("lat", 0, -90, 90, true)
+	}
+	if err == nil {
+		lon, err = q.float("lon", 0, -180, 180, true)
+	}
+	if err == nil {
+		radius, err = q.float("radius_m", NearbyRadiusMDefault, 0, engine.NearbyRadiusMMax, false)
+	}
+	if err == nil {
+		limit, err = q.int("limit", NearbyLimitDefault, 1, engine.NearbyLimitMax)
+	}
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	views, err := s.eng.Nearby(r.Context(), hunt.HuntID(id), lat, lon, radius, limit)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	if views == nil {
+		views = []hunt.HotspotView{}
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Hotspots []hunt.HotspotView `json:"hotspots"`
+	}{views})
+}
+
+// importHotspots answers POST /v1/admin/hunts/{hunt}/hotspots: a JSON array
+// or NDJSON, streamed and upserted in chunks (see the package doc for what a
+// bad item leaves behind). It runs under ImportTimeout and extends the
+// connection's read and write deadlines to match, so a large import is not
+// cut off by the server's ReadTimeout.
+func (s *Server) importHotspots(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ImportTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	if err := s.auth.admin(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	h, err := s.huntOf(r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.cfg.ImportTimeout)
+	// Errors mean the writer does not support deadlines (tests' recorders);
+	// the context deadline still bounds the import.
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
+
+	body := http.MaxBytesReader(w, r.Body, s.cfg.ImportBodyLenMax)
+	n, err := importStream(r.Header.Get("Content-Type"), body, func(chunk []hunt.Hotspot) error {
+		for i := range chunk {
+			chunk[i].Hunt = h.ID
+		}
+		return s.eng.ImportHotspots(ctx, h.ID, chunk)
+	})
+	if err != nil {
+		s.writeError(w, r, err, func(dst []byte) []byte { return appendIntField(dst, "imported", int64(n)) })
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Imported int `json:"imported"`
+	}{n})
+}
+
+// hotspotFields are the members of an imported hotspot; the first four are required.
+var hotspotFields = []string{"id", "lat", "lon", "tickets", "reward", "points", "opens_at", "closes_at"}
+
+const hotspotRequired = 1<<0 | 1<<1 | 1<<2 | 1<<3
+
+// importError names the bad item and what was imported before it.
+type importError struct {
+	index    int
+	imported int
+	err      error
+}
+
+func (e *importError) Error() string {
+	return fmt.Sprintf("item %d: %v (the %d items before it were imported, none from it on)", e.index, e.err, e.imported)
+}
+
+func (e *importError) Unwrap() error { return e.err }
+
+// putError marks a failure of put, so the import does not try it again.
+type putError struct{ err error }
+
+func (e *putError) Error() string { return e.err.Error() }
+func (e *putError) Unwrap() error { return e.err }
+
+// importStream decodes a hotspot import from body, a JSON array or NDJSON
+// (contentType application/x-ndjson, or sniffed: '[' opens an array, '{' the
+// first NDJSON line), normalizes every item, and passes them to put in chunks
+// of at most engine.ImportBatchMax; put must not keep the slice. It returns
+// how many items put accepted. When the body goes wrong at some point (a bad
+// item, a syntax error, the size limit), the good items before that point
+// are put first, so the count is exact and the client can resume there.
+func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) error) (int, error) {
+	br := bufio.NewReaderSize(body, ImportItemLenMax)
+	chunk := make([]hunt.Hotspot, 0, engine.ImportBatchMax)
+	imported := 0
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := put(chunk); err != nil {
+			return &putError{err}
+		}
+		imported += len(chunk)
+		chunk = chunk[:0]
+		return nil
+	}
+	add := func(index int, raw []byte) error {
+		var hs hunt.Hotspot
+		err := strictUnmarshal(raw, &hs, hotspotFields, hotspotRequired)
+		if err == nil {
+			err = hs.Normalize()
+		}
+		if err != nil {
+			return &importError{index: index, err: err}
+		}
+		chunk = append(chunk, hs)
+		if len(chunk) == cap(chunk) {
+			return flush()
+		}
+		return nil
+	}
+	first, err := firstByte(br)
+	if err != nil {
+		return 0, err
+	}
+	ndjson := false
+	if mt, _, perr := mime.ParseMediaType(contentType); perr == nil && (mt == "application/x-ndjson" || mt == "application/jsonl") {
+		ndjson = true
+	} else {
+		switch first {
+		case '[':
+		case '{':
+			ndjson = true
+		default:
+			return 0, malformed("the body must be a JSON array of hotspots or NDJSON (one hotspot object per line)")
+		}
+	}
+	if ndjson {
+		err = importLines(br, add)
+	} else {
+		err = importArray(br, add)
+	}
+	var pe *putError
+	if errors.As(err, &pe) {
+		return imported, pe.err
+	}
+	// Success or a bad body: either way the items read so far are good.
+	if ferr := flush(); ferr != nil {
+		return imported, ferr.(*putError).err
+	}
+	var ie *importError
+	if errors.As(err, &ie) {
+		ie.imported = imported
+	}
+	return imported, err
+}
+
+// firstByte peeks at the first byte that is not white space.
+func firstByte(br *bufio.Reader) (byte, error) {
+	for {
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			return 0, malformed("the body is empty; want a JSON array or NDJSON of hotspots")
+		}
+		if err != nil {
+			return 0, readError(err)
+		}
+		if !isSpace(c) {
+			return c, br.UnreadByte()
+		}
+	}
+}
+
+// readError classifies an error from reading the body.
+func readError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, tooLarge.Limit)
+	}
+	return malformed("reading the body: %v", err)
+}
+
+// importLines reads NDJSON: one object per line, blank lines skipped, each
+// line at most ImportItemLenMax bytes.
+func importLines(br *bufio.Reader, add func(int, []byte) error) error {
+	index := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return &importError{index: index, err: hunt.Invalid("line", "longer than %d bytes", ImportItemLenMax)}
+		}
+		if err != nil && err != io.EOF {
+			return readError(err)
+		}
+		if item := bytes.TrimSpace(line); len(item) > 0 {
+			if aerr := add(index, item); aerr != nil {
+				return aerr
+			}
+			index++
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// importArray reads one JSON array of objects with a json.Decoder, one
+// element at a time, and refuses anything after the closing bracket.
+func importArray(br *bufio.Reader, add func(int, []byte) error) error {
+	dec := json.NewDecoder(br)
+	if _, err := dec.Token(); err != nil { // the '[' firstByte saw
+		return jsonStreamError(err)
+	}
+	index := 0
+	var raw json.RawMessage
+	for dec.More() {
+		raw = raw[:0]
+		if err := dec.Decode(&raw); err != nil {
+			return &importError{index: index, err: jsonStreamError(err)}
+		}
+		if err := add(index, raw); err != nil {
+			return err
+		}
+		index++
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return &importError{index: index, err: jsonStreamError(err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			return malformed("data after the closing bracket of the array")
+		}
+		return jsonStreamError(err)
+	}
+	return nil
+}
+
+// jsonStreamError classifies an error of the streaming decoder.
+func jsonStreamError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+		return malformed("the array ends early")
+	}
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return malformed("%v", err)
+	}
+	return readError(err)
+}

@@ -1,0 +1,362 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/leaderboard"
+	"github.com/cairnhq/cairn/internal/telemetry"
+)
+
+// Defaults and bounds of Config and of query parameters. Units are in the names.
+const (
+	BodyLenMaxDefault       = 1 << 20   // JSON bodies
+	ImportBodyLenMaxDefault = 256 << 20 // the streamed hotspot import
+	ImportTimeoutDefault    = 10 * time.Minute
+	RequestTimeoutDefault   = 5 * time.Second
+	AfterWaitMaxDefault     = 2 * time.Second
+	SubscribersMaxDefault   = 10_000
+	SubscriberBufLenDefault = 256 // SSE frames buffered per subscriber before it is dropped
+	HeartbeatEveryDefault   = 15 * time.Second
+	RegionLenMaxDefault     = geo.PrefixLenDefault
+	ImportItemLenMax        = 64 << 10 // one NDJSON line
+	LeaderboardLimitMax     = 1000
+	LeaderboardLimitDefault = 10
+	LeaderboardOffsetMax    = 10_000_000
+	NearbyRadiusMDefault    = 1000
+	NearbyLimitDefault      = 50
+	LedgerLimitDefault      = 50
+	auditTimeout            = 10 * time.Minute
+	sseWriteTimeout         = 30 * time.Second
+	claimBodyBufLen         = 256 // pooled body buffers start at this size
+	renderBufLen            = 512
+)
+
+// Board is what the API needs of the leaderboard projection;
+// *leaderboard.Projection satisfies it. Calls may be concurrent.
+type Board interface {
+	// Top lists entries offset..offset+limit of a hunt's board (region "" is global).
+	Top(h hunt.HuntID, region string, offset, limit int) leaderboard.Page
+	// Around lists limit entries centred on player; false if the player is unranked.
+	Around(h hunt.HuntID, region string, player hunt.PlayerID, limit int) (leaderboard.Page, bool)
+	// Wait returns once the projection has applied epoch e, or ctx's error.
+	Wait(ctx context.Context, e hunt.Epoch) error
+	// Status reports the projection's watermark per partition.
+	Status() []engine.Status
+}
+
+// Config configures a Server. Validate fills the defaults.
+type Config struct {
+	Engine engine.Engine
+	Board  Board
+	// Secret is the HS256 key of player tokens (CAIRN_SECRET), at least SecretLenMin bytes.
+	Secret []byte
+	// AdminToken is the bearer token of /v1/admin/* (CAIRN_ADMIN_TOKEN), at least AdminTokenLenMin bytes.
+	AdminToken string
+	// Issuer and Audience, when set, must be the tokens' iss and (one of) aud.
+	Issuer, Audience string
+	// BodyLenMax bounds JSON bodies; default 1 MiB.
+	BodyLenMax int64
+	// ImportBodyLenMax bounds the streamed hotspot import; default 256 MiB.
+	ImportBodyLenMax int64
+	// ImportTimeout bounds one hotspot import (reading and committing); default 10 min.
+	ImportTimeout time.Duration
+	// RequestTimeout is the deadline of every other non-streaming request; default 5 s.
+	RequestTimeout time.Duration
+	// AfterWaitMax bounds how long a read with after= waits; default 2 s.
+	AfterWaitMax time.Duration
+	// SubscribersMax bounds concurrent SSE subscribers (beyond: 503); default 10,000.
+	SubscribersMax int
+	// SubscriberBufLen is the frames buffered per SSE subscriber; one that
+	// falls this far behind is disconnected. Default 256.
+	SubscriberBufLen int
+	// HeartbeatEvery is the interval of SSE heartbeat comments; default 15 s.
+	HeartbeatEvery time.Duration
+	// RegionLenMax is the longest leaderboard region (geohash prefix); default 4.
+	RegionLenMax int
+	// Clock is the time tokens are checked against; default time.Now.
+	Clock func() time.Time
+	// Logger receives unexpected errors and panics; default discards.
+	Logger *slog.Logger
+	// Metrics receives request latency, replays and shed counts; default telemetry.Discard().
+	Metrics *telemetry.Metrics
+	// Registry is served at /metrics; nil answers 404 there.
+	Registry *prometheus.Registry
+	// Audit, if set, answers GET /v1/admin/audit: 200 with the report when ok,
+	// 409 invariant_violated with the report as the `report` member otherwise.
+	Audit func(ctx context.Context) (report any, ok bool, err error)
+}
+
+// Validate fills the defaults and checks every field, joining every problem.
+func (c *Config) Validate() error {
+	setDefault(&c.BodyLenMax, BodyLenMaxDefault)
+	setDefault(&c.ImportBodyLenMax, ImportBodyLenMaxDefault)
+	setDefault(&c.ImportTimeout, ImportTimeoutDefault)
+	setDefault(&c.RequestTimeout, RequestTimeoutDefault)
+	setDefault(&c.AfterWaitMax, AfterWaitMaxDefault)
+	setDefault(&c.SubscribersMax, SubscribersMaxDefault)
+	setDefault(&c.SubscriberBufLen, SubscriberBufLenDefault)
+	setDefault(&c.HeartbeatEvery, HeartbeatEveryDefault)
+	setDefault(&c.RegionLenMax, RegionLenMaxDefault)
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Discard()
+	}
+	var errs []error
+	if c.Engine == nil {
+		errs = append(errs, errors.New("httpapi: Engine is required"))
+	}
+	if c.Board == nil {
+		errs = append(errs, errors.New("httpapi: Board is required"))
+	}
+	if len(c.Secret) < SecretLenMin {
+		errs = append(errs, fmt.Errorf("httpapi: Secret is %d bytes; want at least %d", len(c.Secret), SecretLenMin))
+	}
+	if len(c.AdminToken) < AdminTokenLenMin || len(c.AdminToken) > TokenLenMax || !hunt.ValidKey(c.AdminToken[:min(len(c.AdminToken), hunt.KeyLenMax)]) {
+		errs = append(errs, fmt.Errorf("httpapi: AdminToken must be %d-%d visible ASCII characters", AdminTokenLenMin, TokenLenMax))
+	}
+	for _, p := range []struct {
+		name string
+		bad  bool
+	}{
+		{"BodyLenMax", c.BodyLenMax < 0},
+		{"ImportBodyLenMax", c.ImportBodyLenMax < 0},
+		{"ImportTimeout", c.ImportTimeout < 0},
+		{"RequestTimeout", c.RequestTimeout < 0},
+		{"AfterWaitMax", c.AfterWaitMax < 0},
+		{"SubscribersMax", c.SubscribersMax < 0},
+		{"SubscriberBufLen", c.SubscriberBufLen < 0},
+		{"HeartbeatEvery", c.HeartbeatEvery < 0},
+		{"RegionLenMax", c.RegionLenMax < 0 || c.RegionLenMax > geo.PrefixLenMax},
+	} {
+		if p.bad {
+			errs = append(errs, fmt.Errorf("httpapi: %s is out of range", p.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Server serves API v1. It is safe for concurrent use.
+type Server struct {
+	cfg        Config
+	eng        engine.Engine
+	board      Board
+	log        *slog.Logger
+	auth       *authenticator
+	feed       *hub
+	handler    http.Handler
+	partitions int
+
+	claimLatency, spendLatency prometheus.Observer
+	// Refusals decided here; the engine counts its own (overloaded,
+	// unavailable) and the replays, so they are not counted twice.
+	shedTimeout, shedNotCaughtUp, shedSubscribers prometheus.Counter
+
+	// bufs recycles request and answer buffers of the claim and spend paths.
+	bufs sync.Pool
+}
+
+// New validates cfg and builds the server and its routes.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := cfg.Metrics
+	s := &Server{
+		cfg:             cfg,
+		eng:             cfg.Engine,
+		board:           cfg.Board,
+		log:             cfg.Logger,
+		auth:            newAuthenticator(cfg.Secret, cfg.AdminToken, cfg.Issuer, cfg.Audience, cfg.Clock),
+		feed:            newHub(cfg.SubscribersMax, cfg.SubscriberBufLen),
+		partitions:      cfg.Engine.Partitions(),
+		claimLatency:    m.ClaimLatency(),
+		spendLatency:    m.SpendLatency(),
+		shedTimeout:     m.Shed.WithLabelValues("timeout"),
+		shedNotCaughtUp: m.Shed.WithLabelValues("not_caught_up"),
+		shedSubscribers: m.Shed.WithLabelValues("too_many_subscribers"),
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, renderBufLen); return &b }
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the handler of every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Feed returns the SSE hub, to Subscribe on the engine before it runs.
+func (s *Server) Feed() engine.Sink { return s.feed }
+
+// EndStreams ends every open SSE stream and refuses new ones. Call it from
+// http.Server.RegisterOnShutdown: Shutdown waits for active requests, and an
+// event stream never ends by itself. Other requests are unaffected.
+func (s *Server) EndStreams() { s.feed.close() }
+
+// NewHTTPServer returns an http.Server for h with Cairn's timeouts: a slow
+// or stuck client is cut off, never kept forever. Handlers that run longer
+// (SSE, the hotspot import) extend their own deadlines with
+// http.ResponseController.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// route is one entry of the routing table; long marks handlers that set
+// their own deadline (streams, the import, the audit) instead of RequestTimeout.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
+	long         bool
+}
+
+func (s *Server) routes() http.Handler {
+	table := []route{
+		{"PUT", "/v1/admin/hunts/{hunt}", s.putHunt, false},
+		{"GET", "/v1/admin/hunts/{hunt}", s.adminGetHunt, false},
+		{"GET", "/v1/admin/hunts", s.adminListHunts, false},
+		{"POST", "/v1/admin/hunts/{hunt}/hotspots", s.importHotspots, true},
+		{"GET", "/v1/admin/audit", s.audit, true},
+		{"GET", "/v1/hunts/{hunt}", s.getHunt, false},
+		{"GET", "/v1/hunts/{hunt}/hotspots", s.nearby, false},
+		{"POST", "/v1/hunts/{hunt}/hotspots/{id}/claim", s.claim, false},
+		{"GET", "/v1/hunts/{hunt}/leaderboard", s.leaderboard, false},
+		{"GET", "/v1/hunts/{hunt}/events", s.events, true},
+		{"GET", "/v1/wallet", s.wallet, false},
+		{"GET", "/v1/wallet/ledger", s.ledger, false},
+		{"POST", "/v1/wallet/spend", s.spend, false},
+		{"GET", "/v1/consistency", s.consistency, false},
+		{"GET", "/metrics", s.metrics(), false},
+		{"GET", "/healthz", s.healthz, false},
+		{"GET", "/readyz", s.readyz, false},
+	}
+	mux := http.NewServeMux()
+	allowed := map[string][]string{}
+	for _, rt := range table {
+		h := rt.h
+		if !rt.long {
+			h = s.withDeadline(s.cfg.RequestTimeout, h)
+		}
+		mux.HandleFunc(rt.method+" "+rt.path, h)
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	// ServeMux answers unmatched requests in text/plain; the API answers every
+	// error as problem+json. A method-less pattern per path is less specific
+	// than the method patterns, so it only catches the other methods (405),
+	// and "/" catches every unknown path (404). No per-request wrapping needed.
+	for path, methods := range allowed {
+		if contains(methods, "GET") {
+			methods = append(methods, "HEAD")
+		}
+		sort.Strings(methods)
+		allow := []string{strings.Join(methods, ", ")}
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header()["Allow"] = allow
+			s.writeError(w, r, fmt.Errorf("%w: %s %s (allowed: %s)", errMethodNotAllowed, r.Method, path, allow[0]), nil)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, fmt.Errorf("%w: %s", errNotFound, r.URL.Path), nil)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer s.recoverPanic(w, r)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func contains(ss []string, s string) bool {
+	for _, v := range ss {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// withDeadline puts the request under a deadline.
+func (s *Server) withDeadline(d time.Duration, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h(w, r.WithContext(ctx))
+	}
+}
+
+// recoverPanic turns a handler panic into a logged 500. None should happen;
+// this keeps one bug from taking the connection's other requests with it.
+func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared by identity, as net/http does
+		panic(v)
+	}
+	s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+	// If the handler already wrote its header this second header is ignored
+	// by net/http (and logged by it); the client sees a truncated answer.
+	writeProblem(w, problemInternal, "internal error; the server log has the details", nil)
+}
+
+// buf borrows a buffer from the pool; put returns it.
+func (s *Server) buf() *[]byte { return s.bufs.Get().(*[]byte) }
+
+func (s *Server) put(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return // do not keep a buffer a large body grew
+	}
+	*b = (*b)[:0]
+	s.bufs.Put(b)
+}
+
+// writeJSON answers v as JSON with status.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("encoding the answer: %w", err), nil)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = ctJSON
+	h["Cache-Control"] = hdrNoStore
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// pathID returns a path value as an id, or false when it cannot be a valid id.
+func pathID(r *http.Request, name string) (string, bool) {
+	v := r.PathValue(name)
+	return v, hunt.ValidID(v)
+}

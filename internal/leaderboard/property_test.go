@@ -1,0 +1,174 @@
+package leaderboard
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// TestI5RandomStreamsWithRedelivery checks I5 (a score is the sum of the
+// points of the player's grants, on the global and every region board) and
+// exact watermarks after random logs are delivered the ways engines deliver
+// them: batches split at random, old batches delivered again, partitions
+// concurrently, through a tiny inbox (back-pressure), and with a Rebuild
+// either before the live deliveries start (start-up) or racing them.
+func TestI5RandomStreamsWithRedelivery(t *testing.T) {
+	hunts := []hunt.HuntID{"h0", "h1"}
+	geohashes := []string{"u33dc0cpp", "u33db2m3x", "u281zbc4e", "9q8yyk8yt", "9q8yykzzz"}
+	rapid.Check(t, func(t *rapid.T) {
+		parts := rapid.IntRange(1, 4).Draw(t, "partitions")
+		regionLen := rapid.IntRange(1, 6).Draw(t, "regionLenMax")
+		nPlayers := rapid.IntRange(1, 6).Draw(t, "players")
+		mode := rapid.SampledFrom([]string{"live", "rebuild-first", "rebuild-racing"}).Draw(t, "mode")
+		p, err := New(Options{Partitions: parts, RegionLenMax: regionLen, InboxLenMax: rapid.IntRange(1, 6).Draw(t, "inboxLenMax")})
+		if err != nil {
+			t.Fatalf("New() = %v", err)
+		}
+
+		var src fakeLog
+		deliveries := make([][][]hunt.Event, parts) // per partition, in delivery order
+		last := make([]hunt.Seq, parts)
+		var grants []hunt.Event
+		for part := range parts {
+			n := rapid.IntRange(0, 25).Draw(t, "events")
+			var evs []hunt.Event
+			for s := 1; s <= n; s++ {
+				seq := hunt.Seq(s)
+				h := hunts[rapid.IntRange(0, len(hunts)-1).Draw(t, "hunt")]
+				pl := hunt.PlayerID(fmt.Sprintf("p%d", rapid.IntRange(0, nPlayers-1).Draw(t, "player")))
+				gh := geohashes[rapid.IntRange(0, len(geohashes)-1).Draw(t, "geohash")]
+				var ev hunt.Event
+				switch k := rapid.IntRange(0, 9).Draw(t, "kind"); {
+				case k < 6:
+					ev = grantEv(geo.Partition(part), seq, h, pl, gh, rapid.Int64Range(0, 20).Draw(t, "points"))
+					grants = append(grants, ev)
+				case k < 8:
+					ev = rejectEv(geo.Partition(part), seq, h, pl, gh, hunt.SoldOut)
+				default:
+					ev = spendEv(geo.Partition(part), seq, pl)
+				}
+				evs = append(evs, ev)
+			}
+			last[part] = hunt.Seq(n)
+			var batches [][]hunt.Event
+			for i := 0; i < len(evs); {
+				k := rapid.IntRange(1, 4).Draw(t, "batchLen")
+				batches = append(batches, evs[i:min(i+k, len(evs))])
+				i += k
+			}
+			// The log Rebuild sees: everything ("live": unused), or a prefix of
+			// whole batches; live deliveries start at most 2 batches before its end.
+			cut := len(batches)
+			if mode != "live" {
+				cut = rapid.IntRange(0, len(batches)).Draw(t, "cut")
+			}
+			for _, b := range batches[:cut] {
+				src.events = append(src.events, b...)
+			}
+			from := 0
+			if mode == "rebuild-first" {
+				from = rapid.IntRange(max(0, cut-2), cut).Draw(t, "from")
+			}
+			for i := from; i < len(batches); i++ {
+				deliveries[part] = append(deliveries[part], batches[i])
+				if rapid.Bool().Draw(t, "redeliver") {
+					deliveries[part] = append(deliveries[part], batches[rapid.IntRange(0, i).Draw(t, "old")])
+				}
+			}
+		}
+
+		ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+		defer cancel()
+		runCtx, stopRun := context.WithCancel(ctx)
+		runDone := make(chan error, 1)
+		run := func() { go func() { runDone <- p.Run(runCtx) }() }
+		var writers sync.WaitGroup
+		deliver := func() {
+			for part := range parts {
+				writers.Go(func() {
+					for _, b := range deliveries[part] {
+						p.Committed(geo.Partition(part), b)
+					}
+				})
+			}
+		}
+		switch mode {
+		case "live":
+			run()
+			deliver()
+		case "rebuild-first":
+			// Engine writers already delivering (and blocking on the tiny
+			// inbox); the applier starts only once the replay is under way.
+			deliver()
+			src.start = run
+			if err := p.Rebuild(ctx, &src); err != nil {
+				t.Fatalf("Rebuild() = %v", err)
+			}
+		case "rebuild-racing":
+			run()
+			deliver()
+			if err := p.Rebuild(ctx, &src); err != nil {
+				t.Fatalf("Rebuild() = %v", err)
+			}
+		}
+		for part, s := range last {
+			if err := p.Wait(ctx, hunt.Epoch{Partition: geo.Partition(part), Seq: s}); err != nil {
+				t.Fatalf("Wait(%d.%d) = %v; watermarks %v", part, s, err, p.Watermarks())
+			}
+		}
+		writers.Wait()
+		if got := p.Watermarks(); !slices.Equal(got, last) {
+			t.Fatalf("Watermarks() = %v; want %v", got, last)
+		}
+
+		// The model: Σ points per (hunt, region, player).
+		model := map[boardKey]map[hunt.PlayerID]int64{}
+		credit := func(k boardKey, pl hunt.PlayerID, pts int64) {
+			if model[k] == nil {
+				model[k] = map[hunt.PlayerID]int64{}
+			}
+			model[k][pl] += pts
+		}
+		for _, g := range grants {
+			credit(boardKey{g.Hunt, ""}, g.Player, g.Points)
+			for n := 1; n <= regionLen; n++ {
+				credit(boardKey{g.Hunt, g.Geohash[:n]}, g.Player, g.Points)
+			}
+		}
+		for k, scores := range model {
+			want := sortedModel(scores)
+			if got := p.Top(k.hunt, k.region, 0, PageLenMax).Entries; !slices.Equal(got, want) {
+				t.Fatalf("Top(%s, %q) = %v; want %v", k.hunt, k.region, got, want)
+			}
+			for _, e := range want {
+				if r, s, ok := p.Score(k.hunt, k.region, e.Player); !ok || r != e.Rank || s != e.Score {
+					t.Fatalf("Score(%s, %q, %s) = (%d, %d, %v); want (%d, %d, true)", k.hunt, k.region, e.Player, r, s, ok, e.Rank, e.Score)
+				}
+			}
+		}
+		// No board and no ranked player the model does not have.
+		p.mu.RLock()
+		for k, b := range p.mu.boards {
+			if b.len() != len(model[k]) {
+				t.Errorf("board %v has %d players; model %d", k, b.len(), len(model[k]))
+			}
+		}
+		nBoards := len(p.mu.boards)
+		p.mu.RUnlock()
+		if nBoards != len(model) {
+			t.Fatalf("%d boards; model has %d", nBoards, len(model))
+		}
+
+		stopRun()
+		if err := <-runDone; err != nil {
+			t.Fatalf("Run() = %v; want nil", err)
+		}
+	})
+}
