@@ -4,8 +4,9 @@
 //
 // Invariants checked (DESIGN.md):
 //
-//   - I7 log integrity: every partition's seqs are contiguous from 1, and every
-//     event names a known hunt and hotspot (claims) and a valid outcome.
+//   - I7 log integrity: every partition's seqs are contiguous from 1, every
+//     event has a known kind and an outcome of its kind, and every granted
+//     hotspot is one the engine lists.
 //   - I1 tickets: per hotspot, grants in the log ≤ its tickets; and I7 state ==
 //     fold: tickets − grants == tickets_left as the engine reports it.
 //   - I2 one per player: at most one grant per (player, hunt, hotspot).
@@ -26,6 +27,11 @@
 // method (the leaderboard projection does), Check first waits for it to
 // catch up with the last epoch of every partition it folded.
 //
+// Cost: one pass over the log, plus a second only when the first saw a
+// repeated I2/I3 key hash (a violation, or a rare hash collision that the
+// second pass clears). Memory is O(events) 8-byte hashes plus O(players +
+// hotspots with grants), since the server may run Check in-process.
+//
 // Concurrency: Check is a plain function; it calls the Source sequentially
 // from the caller's goroutine and holds no state between calls.
 package audit
@@ -33,6 +39,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 
@@ -142,15 +149,13 @@ type spotKey struct {
 	hotspot hunt.HotspotID
 }
 
-type grantKey struct {
-	player  hunt.PlayerID
-	hunt    hunt.HuntID
-	hotspot hunt.HotspotID
-}
-
-type idemKey struct {
-	player hunt.PlayerID
-	key    string
+// dupKey is a full key checked for duplicates (I2: player, hunt, hotspot of
+// a grant; I3: player and Idempotency-Key of any event).
+type dupKey struct {
+	inv string
+	a   string
+	b   string
+	c   string
 }
 
 type scoreKey struct {
@@ -172,10 +177,16 @@ type wallet struct {
 type fold struct {
 	lastSeq map[geo.Partition]hunt.Seq
 	granted map[spotKey]int64
-	holders map[grantKey]hunt.Epoch
-	keys    map[idemKey]hunt.Epoch
-	wallets map[hunt.PlayerID]*wallet
-	points  map[scoreKey]int64
+	// holders and keys hold 64-bit hashes of the I2 and I3 keys, not the
+	// strings: a log of millions of events then costs tens of MB, not
+	// hundreds, inside a live server. A repeated hash is only a suspect;
+	// confirmDuplicates re-reads the log for suspects and compares the keys.
+	seed     maphash.Seed
+	holders  map[uint64]struct{}
+	keys     map[uint64]struct{}
+	suspects map[uint64]struct{}
+	wallets  map[hunt.PlayerID]*wallet
+	points   map[scoreKey]int64
 }
 
 // Check folds src's whole log and checks I1–I5 and I7 against it and against
@@ -184,18 +195,23 @@ type fold struct {
 func Check(ctx context.Context, src Source, scores Scores) (Report, error) {
 	r := Report{OK: true, Violations: []Violation{}}
 	f := fold{
-		lastSeq: map[geo.Partition]hunt.Seq{},
-		granted: map[spotKey]int64{},
-		holders: map[grantKey]hunt.Epoch{},
-		keys:    map[idemKey]hunt.Epoch{},
-		wallets: map[hunt.PlayerID]*wallet{},
-		points:  map[scoreKey]int64{},
+		lastSeq:  map[geo.Partition]hunt.Seq{},
+		granted:  map[spotKey]int64{},
+		seed:     maphash.MakeSeed(),
+		holders:  map[uint64]struct{}{},
+		keys:     map[uint64]struct{}{},
+		suspects: map[uint64]struct{}{},
+		wallets:  map[hunt.PlayerID]*wallet{},
+		points:   map[scoreKey]int64{},
 	}
 	if err := src.Events(ctx, nil, func(e *hunt.Event) error {
 		f.apply(&r, e)
 		return nil
 	}); err != nil {
 		return Report{}, fmt.Errorf("audit: read events: %w", err)
+	}
+	if err := f.confirmDuplicates(ctx, src, &r); err != nil {
+		return Report{}, err
 	}
 	r.Players = len(f.wallets)
 
@@ -227,12 +243,7 @@ func (f *fold) apply(r *Report, e *hunt.Event) {
 		f.lastSeq[e.Epoch.Partition] = e.Epoch.Seq
 	}
 
-	ik := idemKey{e.Player, e.Key}
-	if first, dup := f.keys[ik]; dup {
-		r.violate(I3, "player %s key %q decided twice: %s and %s", e.Player, e.Key, first, e.Epoch)
-	} else {
-		f.keys[ik] = e.Epoch
-	}
+	f.seen(f.keys, f.idemHash(e))
 	w := f.wallets[e.Player]
 	if w == nil {
 		w = &wallet{}
@@ -252,12 +263,7 @@ func (f *fold) apply(r *Report, e *hunt.Event) {
 		r.Grants++
 		sk := spotKey{e.Hunt, e.Hotspot}
 		f.granted[sk]++
-		gk := grantKey{e.Player, e.Hunt, e.Hotspot}
-		if first, dup := f.holders[gk]; dup {
-			r.violate(I2, "player %s granted hotspot %s/%s twice: %s and %s", e.Player, e.Hunt, e.Hotspot, first, e.Epoch)
-		} else {
-			f.holders[gk] = e.Epoch
-		}
+		f.seen(f.holders, f.grantHash(e))
 		w.credits += e.Reward
 		f.points[scoreKey{e.Hunt, e.Player}] += e.Points
 	case hunt.KindSpendCompleted:
@@ -284,6 +290,72 @@ func (f *fold) apply(r *Report, e *hunt.Event) {
 	default:
 		r.violate(I7, "event %s has unknown kind %d", e.Epoch, e.Kind)
 	}
+}
+
+func (f *fold) idemHash(e *hunt.Event) uint64 {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(string(e.Player))
+	h.WriteByte(0)
+	h.WriteString(e.Key)
+	return h.Sum64() | 1 // odd: never collides with a grant hash
+}
+
+func (f *fold) grantHash(e *hunt.Event) uint64 {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(string(e.Player))
+	h.WriteByte(0)
+	h.WriteString(string(e.Hunt))
+	h.WriteByte(0)
+	h.WriteString(string(e.Hotspot))
+	return h.Sum64() &^ 1 // even
+}
+
+// seen adds h to set, or marks it a suspect if it is there already.
+func (f *fold) seen(set map[uint64]struct{}, h uint64) {
+	if _, dup := set[h]; dup {
+		f.suspects[h] = struct{}{}
+		return
+	}
+	set[h] = struct{}{}
+}
+
+// confirmDuplicates re-reads the log when the fold saw repeated hashes and
+// reports the keys that really repeat (I2, I3), in log order, each with the
+// epoch that first used it. Hash collisions that are not duplicates vanish.
+func (f *fold) confirmDuplicates(ctx context.Context, src Source, r *Report) error {
+	if len(f.suspects) == 0 {
+		return nil
+	}
+	first := map[dupKey]hunt.Epoch{}
+	check := func(k dupKey, e *hunt.Event) {
+		if at, dup := first[k]; dup {
+			switch k.inv {
+			case I2:
+				r.violate(I2, "player %s granted hotspot %s/%s twice: %s and %s", e.Player, e.Hunt, e.Hotspot, at, e.Epoch)
+			case I3:
+				r.violate(I3, "player %s key %q decided twice: %s and %s", e.Player, e.Key, at, e.Epoch)
+			}
+			return
+		}
+		first[k] = e.Epoch
+	}
+	err := src.Events(ctx, nil, func(e *hunt.Event) error {
+		if _, ok := f.suspects[f.idemHash(e)]; ok {
+			check(dupKey{I3, string(e.Player), e.Key, ""}, e)
+		}
+		if e.Kind == hunt.KindClaimCompleted && e.Outcome == hunt.Granted {
+			if _, ok := f.suspects[f.grantHash(e)]; ok {
+				check(dupKey{I2, string(e.Player), string(e.Hunt), string(e.Hotspot)}, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("audit: re-read events for duplicates: %w", err)
+	}
+	return nil
 }
 
 // checkHotspots compares the fold's grants with each hotspot's tickets (I1)

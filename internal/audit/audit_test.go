@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"testing"
@@ -21,9 +22,11 @@ type fakeSource struct {
 	hotspots map[hunt.HuntID][]hunt.HotspotView
 	wallets  map[hunt.PlayerID]int64
 	err      error // returned by Events when set
+	reads    int   // Events calls
 }
 
 func (s *fakeSource) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt.Event) error) error {
+	s.reads++
 	if s.err != nil {
 		return s.err
 	}
@@ -337,6 +340,72 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	for _, field := range []string{`"ok":false`, `"violations":[{"invariant":"I5"`, `"violation_count":1`, `"checked":["I1"`} {
 		if !strings.Contains(string(b), field) {
 			t.Errorf("json.Marshal(report) = %s; want it to contain %s", b, field)
+		}
+	}
+}
+
+// TestDuplicatesAreConfirmed: the fold keeps hashes, so a repeated hash is
+// only a suspect; the log is re-read once, and only when there are suspects,
+// and a collision of two different keys is not reported.
+func TestDuplicatesAreConfirmed(t *testing.T) {
+	src, sc := clean()
+	if r := mustCheck(t, src, sc); !r.OK || src.reads != 1 {
+		t.Fatalf("Check(clean) read the log %d times (OK %v); want once", src.reads, r.OK)
+	}
+	src, sc = clean()
+	src.events[3].Key = "k1"
+	if r := mustCheck(t, src, sc); r.OK || src.reads != 2 {
+		t.Fatalf("Check(duplicate key) read the log %d times (OK %v); want twice and a violation", src.reads, r.OK)
+	}
+
+	// A forged collision: two different keys share a suspect hash.
+	src, _ = clean()
+	var r Report
+	f := fold{seed: maphash.MakeSeed(), keys: map[uint64]struct{}{}, holders: map[uint64]struct{}{}, suspects: map[uint64]struct{}{}}
+	f.suspects[f.idemHash(&src.events[0])] = struct{}{}
+	f.suspects[f.idemHash(&src.events[3])] = struct{}{}
+	f.suspects[f.grantHash(&src.events[0])] = struct{}{}
+	if err := f.confirmDuplicates(context.Background(), src, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ViolationCount != 0 {
+		t.Errorf("confirmDuplicates(collision only) = %v; want no violation", r.Violations)
+	}
+}
+
+// BenchmarkCheck folds a log of 100,000 claims and spends by 10,000 players
+// over 1,000 hotspots in 16 partitions.
+func BenchmarkCheck(b *testing.B) {
+	var lb logBuilder
+	const players, spots = 10_000, 1_000
+	granted := map[string]int64{}
+	wallets := map[hunt.PlayerID]int64{}
+	for i := range 100_000 {
+		p := fmt.Sprintf("p%d", i%players)
+		if i%10 == 9 {
+			lb.add(geo.Partition(i%16), spend(p, fmt.Sprintf("k%d", i), hunt.InsufficientFunds, 5, 0))
+			continue
+		}
+		s := fmt.Sprintf("s%d", (i*7919)%spots)
+		out := hunt.Granted
+		if i >= players {
+			out = hunt.AlreadyClaimed // one grant per player; the rest leave only their keys
+		}
+		lb.add(geo.Partition(i%16), claim(p, fmt.Sprintf("k%d", i), s, out, 1, 1))
+		if out == hunt.Granted {
+			granted[s]++
+			wallets[hunt.PlayerID(p)]++
+		}
+	}
+	src := &fakeSource{events: lb.events, hunts: []hunt.Hunt{{ID: "h"}}, hotspots: map[hunt.HuntID][]hunt.HotspotView{}, wallets: wallets}
+	for s, g := range granted {
+		src.hotspots["h"] = append(src.hotspots["h"], hunt.HotspotView{Hotspot: hunt.Hotspot{ID: hunt.HotspotID(s), Tickets: g}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := Check(context.Background(), src, nil)
+		if err != nil || !r.OK {
+			b.Fatalf("Check = %s, %v; want OK", r.Verdict(), err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -24,15 +25,65 @@ const (
 	// TokenLenMax bounds a bearer token in bytes, so a hostile header costs no
 	// more than a bounded parse.
 	TokenLenMax = 4096
+	// tokenCacheLenMax bounds the verified-token cache (entries); at most
+	// TokenLenMax+~100 bytes each, in practice ~300.
+	tokenCacheLenMax = 1 << 16
+	tokenCacheShards = 64
 )
 
-// authenticator checks player JWTs and the admin token. It is read-only after
-// newAuthenticator and safe for concurrent use (jwt.Parser keeps no state
-// between parses).
+// authenticator checks player JWTs and the admin token. It is safe for
+// concurrent use: the parser keeps no state between parses, and the cache
+// has its own locks.
 type authenticator struct {
 	parser    *jwt.Parser
 	keyfunc   jwt.Keyfunc
 	adminHash [sha256.Size]byte
+	clock     func() time.Time
+	cache     tokenCache
+}
+
+// tokenCache remembers tokens that verified, keyed by the whole token string
+// (signature included), with their subject and expiry. A player sends the
+// same token with every request for hours; parsing it each time (base64,
+// JSON, HMAC: ~45 allocations) would be most of the claim path's work. A hit
+// re-checks expiry against the clock; nothing else in a verified token can
+// turn invalid, because issuer and audience are fixed for the server's
+// life. Only verified tokens enter, so garbage cannot fill it. It is bounded
+// by sharded maps that are dropped whole when full: a dropped entry costs
+// one more parse, never a wrong answer.
+type tokenCache struct {
+	shards [tokenCacheShards]struct {
+		sync.RWMutex
+		m map[string]cachedToken
+	}
+}
+
+type cachedToken struct {
+	player hunt.PlayerID
+	exp    time.Time
+}
+
+func (c *tokenCache) shard(tok string) int {
+	// The signature's last characters are uniformly distributed.
+	return int(tok[len(tok)-1]+tok[len(tok)-2]) % tokenCacheShards
+}
+
+func (c *tokenCache) get(tok string) (cachedToken, bool) {
+	sh := &c.shards[c.shard(tok)]
+	sh.RLock()
+	ct, ok := sh.m[tok]
+	sh.RUnlock()
+	return ct, ok
+}
+
+func (c *tokenCache) put(tok string, ct cachedToken) {
+	sh := &c.shards[c.shard(tok)]
+	sh.Lock()
+	if sh.m == nil || len(sh.m) >= tokenCacheLenMax/tokenCacheShards {
+		sh.m = make(map[string]cachedToken)
+	}
+	sh.m[strings.Clone(tok)] = ct
+	sh.Unlock()
 }
 
 func newAuthenticator(secret []byte, adminToken, issuer, audience string, clock func() time.Time) *authenticator {
@@ -60,6 +111,7 @@ func newAuthenticator(secret []byte, adminToken, issuer, audience string, clock 
 			return key, nil
 		},
 		adminHash: sha256.Sum256([]byte(adminToken)),
+		clock:     clock,
 	}
 }
 
@@ -104,6 +156,14 @@ func (a *authenticator) player(r *http.Request) (hunt.PlayerID, error) {
 	if tok == "" || len(tok) > TokenLenMax {
 		return "", &authError{reason: "malformed Authorization header: want one `Bearer <token>`", invalid: true}
 	}
+	if len(tok) >= 2 {
+		if ct, ok := a.cache.get(tok); ok {
+			if a.clock().Before(ct.exp) {
+				return ct.player, nil
+			}
+			return "", &authError{reason: "invalid token: token has invalid claims: token is expired", invalid: true}
+		}
+	}
 	var claims jwt.RegisteredClaims
 	if _, err := a.parser.ParseWithClaims(tok, &claims, a.keyfunc); err != nil {
 		return "", &authError{reason: "invalid token: " + err.Error(), invalid: true}
@@ -111,6 +171,8 @@ func (a *authenticator) player(r *http.Request) (hunt.PlayerID, error) {
 	if !hunt.ValidID(claims.Subject) {
 		return "", &authError{reason: "invalid token: sub must be a player id of 1-128 characters of letters, digits, '.', '_', ':' or '-'", invalid: true}
 	}
+	// The parser required exp, so ExpiresAt is set.
+	a.cache.put(tok, cachedToken{player: hunt.PlayerID(claims.Subject), exp: claims.ExpiresAt.Time})
 	return hunt.PlayerID(claims.Subject), nil
 }
 

@@ -49,6 +49,8 @@ type envOption struct {
 	api   func(*Config)
 	eng   func(*embedded.Config)
 	conns int // client MaxConnsPerHost; 0 = 64
+	// ioTimeout overrides the server's ReadTimeout and WriteTimeout (SSE tests).
+	ioTimeout time.Duration
 }
 
 func newEnv(t testing.TB, opt envOption) *testEnv {
@@ -92,6 +94,9 @@ func newEnv(t testing.TB, opt envOption) *testEnv {
 	hs := NewHTTPServer("", nil)
 	srv.Config.ReadHeaderTimeout, srv.Config.ReadTimeout = hs.ReadHeaderTimeout, hs.ReadTimeout
 	srv.Config.WriteTimeout, srv.Config.IdleTimeout, srv.Config.MaxHeaderBytes = hs.WriteTimeout, hs.IdleTimeout, hs.MaxHeaderBytes
+	if opt.ioTimeout > 0 {
+		srv.Config.ReadTimeout, srv.Config.WriteTimeout = opt.ioTimeout, opt.ioTimeout
+	}
 	srv.Config.RegisterOnShutdown(api.EndStreams)
 	srv.Start()
 
@@ -160,6 +165,7 @@ func (r resp) String() string { return fmt.Sprintf("%d %s", r.status, bytes.Trim
 type req struct {
 	method, path, auth string
 	header             map[string]string
+	multi              http.Header // added as is (repeated headers)
 	body               string
 	rawBody            io.Reader
 }
@@ -179,6 +185,9 @@ func (e *testEnv) do(q req) resp {
 	}
 	for k, v := range q.header {
 		hr.Header[k] = []string{v}
+	}
+	for k, vs := range q.multi {
+		hr.Header[k] = append(hr.Header[k], vs...)
 	}
 	res, err := e.client.Do(hr)
 	if err != nil {

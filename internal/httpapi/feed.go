@@ -155,12 +155,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.feed.unsubscribe(sub)
 
+	// The server's ReadTimeout does not end the stream: net/http lifts the
+	// read deadline once the (empty) body is read, and its background read
+	// notices a client that goes away. The WriteTimeout would end it, so
+	// every write extends its own deadline: a stuck client is cut off after
+	// sseWriteTimeout, heartbeats included.
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would otherwise end the stream: net/http's
-	// background read of an idle connection fails at that deadline and
-	// cancels the request. A dead client is still noticed: the background
-	// read sees the close, and writes (heartbeats at least) have a deadline.
-	_ = rc.SetReadDeadline(time.Time{})
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-store")

@@ -155,7 +155,7 @@ func (s *Server) nearby(w http.ResponseWriter, r *http.Request) {
 		lon, err = q.float("lon", 0, -180, 180, true)
 	}
 	if err == nil {
-		radius, err = q.float("radius_m", NearbyRadiusMDefault, 0, engine.NearbyRadiusMMax, false)
+		radius, err = q.float("radius_m", NearbyRadiusMDefault, 1, engine.NearbyRadiusMMax, false)
 	}
 	if err == nil {
 		limit, err = q.int("limit", NearbyLimitDefault, 1, engine.NearbyLimitMax)

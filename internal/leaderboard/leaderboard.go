@@ -19,9 +19,12 @@
 //
 // # Structure
 //
-// A board is a skiplist with span widths (see skiplist.go for why a skiplist):
-// rank, page-from-rank and around-me are O(log n + limit). A score change
-// unlinks and relinks the same node and does not allocate.
+// A board is a skiplist whose links carry span widths, as Redis' sorted set:
+// rank, page-from-rank and around-me are O(log n + limit) expected. Chosen
+// over an order-statistic treap because every read is one descent followed
+// by a walk along the bottom list, which a skiplist has for free, and because
+// a score change can unlink and relink the same node without allocating
+// (details in skiplist.go). A player id map per board finds the node.
 //
 // # Concurrency
 //
@@ -42,7 +45,14 @@
 // watermark over log events Rebuild has not replayed yet, which would then be
 // skipped for good. Call Rebuild before the engine starts committing (before
 // engine.Run) so the inbox never fills during it; if it overlaps live traffic,
-// Committed blocks once the inbox is full until Rebuild ends.
+// Committed blocks once the inbox is full until Rebuild ends. Engine logs are
+// contiguous per partition, so a delivered batch that skips seqs above the
+// watermark means events were committed that this projection never saw and
+// Rebuild did not replay first (a wiring error): it is logged at Error level
+// and applied; a restart (New + Rebuild) recovers the missing points.
+//
+// Watermarks advance under the same write lock as the boards, so a read made
+// after Wait returns sees the waited-for event.
 //
 // Wait blocks on a per-partition channel that is created by the first waiter
 // and closed (then forgotten) when that partition's watermark advances, so
@@ -53,9 +63,10 @@
 // Bounded by players x boards: every (player, board) pair with a grant is one
 // skiplist node, one map entry and a copy of the player id, about 90 bytes
 // plus the id's length (measured: 104 B per entry with 13-byte ids). A player
-// who scores in a hunt sits on its global board and on up to RegionLenMax
-// region boards per distinct hotspot cell they scored in, so 50k players in
-// one region of a hunt cost about 50k x 5 x 105 B = 26 MB. Boards are never
+// who scores in a hunt sits on its global board and on one region board per
+// distinct geohash prefix (length 1..RegionLenMax) of the hotspots they
+// scored at, so 50k players in one region of a hunt cost about
+// 50k x 5 x 105 B = 26 MB. Boards are never
 // removed while the process runs. The inbox holds at most InboxLenMax
 // batches, each a copy of its grants (about 64 bytes per grant).
 //
@@ -95,9 +106,9 @@ const (
 	InboxLenDefault    = 1024    // batches
 	InboxLenMax        = 1 << 20 // batches
 	PageLenMax         = 1000    // entries per read; larger limits are clamped
-	applyGrantsMax     = 4096    // grants applied per hold of the write lock
+	applyGrantsMax     = 512     // grants applied per hold of the write lock (x boards each: ~2.5k skiplist updates)
 	applyItemsMax      = 256     // batches applied per hold of the write lock
-	rebuildChunkLenMax = 1024    // replayed events applied per hold of the write lock
+	rebuildChunkLenMax = 512     // replayed events applied per hold of the write lock
 	metricsName        = "leaderboard"
 )
 

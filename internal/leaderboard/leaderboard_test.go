@@ -1,9 +1,11 @@
 package leaderboard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -394,6 +396,27 @@ func (l ctxLog) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt.Even
 		return err
 	}
 	return l.fakeLog.Events(ctx, after, fn)
+}
+
+// TestGapIsLogged: a batch that skips seqs above the watermark (Rebuild was
+// not called before the engine delivered) is applied and reported loudly.
+func TestGapIsLogged(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProjection(t, Options{Partitions: 2, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	start(t, p)
+	p.Committed(1, []hunt.Event{grantEv(1, 1, "h", "ann", "u33dc0cpp", 1)})
+	p.Committed(1, []hunt.Event{grantEv(1, 2, "h", "ann", "u33dc0cpp", 1)})
+	waitFor(t, p, hunt.Epoch{Partition: 1, Seq: 2})
+	if strings.Contains(buf.String(), "gap") {
+		t.Fatalf("contiguous deliveries logged a gap: %s", buf.String())
+	}
+	p.Committed(1, []hunt.Event{grantEv(1, 7, "h", "ann", "u33dc0cpp", 1)})
+	waitFor(t, p, hunt.Epoch{Partition: 1, Seq: 7})
+	if out := buf.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "gap") ||
+		!strings.Contains(out, "partition=1 watermark=2 next_seq=7") {
+		t.Fatalf("log after a gap = %q; want an ERROR naming partition 1, watermark 2, next seq 7", out)
+	}
+	wantScore(t, p, "h", "", "ann", 1, 3)
 }
 
 func TestRegions(t *testing.T) {

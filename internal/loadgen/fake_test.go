@@ -27,10 +27,10 @@ type fakeCairn struct {
 	admin  string
 
 	// Ways to be wrong.
-	grantAll    bool // ignore tickets: a storm round grants many
-	noReplay    bool // decide every retry anew: replays differ
-	auditStatus int  // 0: answer the audit 200 ok; else this status with a violation
-	sseDropAfter int // > 0: close every event stream after this many events
+	grantAll     bool // ignore tickets: a storm round grants many
+	noReplay     bool // decide every retry anew: replays differ
+	auditStatus  int  // 0: answer the audit 200 ok; else this status with a violation
+	sseDropAfter int  // > 0: close every event stream after this many events
 
 	requests atomic.Int64
 	mu       struct {

@@ -180,7 +180,7 @@ func (c *Config) Validate() error {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("load: %w", err)
+		return nil, err
 	}
 	u, _ := CheckTarget(cfg.Target)
 	now := cfg.Clock()
@@ -212,19 +212,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		w.players[i] = hunt.PlayerID("ld" + w.nonce + "-p" + strconv.Itoa(i))
 		tok, err := mintToken(cfg.Secret, w.players[i], now, ttl)
 		if err != nil {
-			return nil, fmt.Errorf("load: mint token: %w", err)
+			return nil, fmt.Errorf("mint token: %w", err)
 		}
 		w.tokens[i] = tok
 	}
 
 	res := &Result{Scenario: cfg.Scenario, Params: paramsOf(&cfg, huntID, seed)}
 	if err := c.waitReady(ctx); err != nil {
-		return nil, fmt.Errorf("load: %w", err)
+		return nil, err
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	if err := c.putHunt(setupCtx, huntID, "cairn load "+cfg.Scenario); err != nil {
-		return nil, fmt.Errorf("load: create hunt %s: %w", huntID, err)
+		return nil, fmt.Errorf("create hunt %s: %w", huntID, err)
 	}
 	var spots []hunt.Hotspot
 	t0 := time.Now()
@@ -233,13 +233,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		spots = huntSpots(rng, cfg.Hotspots, players)
 		err := c.importHotspots(setupCtx, huntID, len(spots), func(i int, s *hunt.Hotspot) { *s = spots[i] })
 		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
+			return nil, err
 		}
 		res.Setup = &Setup{Hotspots: len(spots), ImportMS: ms(time.Since(t0))}
 	case ScenarioUniform, ScenarioReplay:
 		err := c.importHotspots(setupCtx, huntID, cfg.Hotspots, func(i int, s *hunt.Hotspot) { uniformSpot(seed, i, s) })
 		if err != nil {
-			return nil, fmt.Errorf("load: %w", err)
+			return nil, err
 		}
 		res.Setup = &Setup{Hotspots: cfg.Hotspots, ImportMS: ms(time.Since(t0))}
 	}
@@ -276,7 +276,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			stopRun()
 			bg.Wait()
-			return nil, fmt.Errorf("load: %w", err)
+			return nil, err
 		}
 	}
 	stopRun()

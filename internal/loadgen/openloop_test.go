@@ -133,4 +133,7 @@ func TestOpenLoopStopsOnCancel(t *testing.T) {
 	if res.Scheduled >= 100*3600 || res.Responses != 0 {
 		t.Errorf("after cancel: scheduled %d, responses %d; want the schedule cut short and no answers", res.Scheduled, res.Responses)
 	}
+	if res.ErrorKinds[errCancelled] != res.Sent || res.Errors != res.Sent {
+		t.Errorf("after cancel: errors %d %v for %d sent; want every request in flight counted as %q", res.Errors, res.ErrorKinds, res.Sent, errCancelled)
+	}
 }

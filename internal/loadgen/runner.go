@@ -136,6 +136,7 @@ func recordUS(h *hdrhistogram.Histogram, d time.Duration) {
 const (
 	errTransport  = "transport"
 	errTimeout    = "timeout"
+	errCancelled  = "cancelled" // the run was stopped (Ctrl-C) with the request in flight
 	err5xx        = "5xx"
 	errSaturated  = "client saturated"
 	errMismatch   = "replay mismatch"
@@ -249,7 +250,10 @@ func (r *recorder) execute(ctx context.Context, c *client, rq *request, at time.
 	case resp.status == 0:
 		kind := errTransport
 		var ne net.Error
-		if errors.Is(resp.err, context.DeadlineExceeded) || errors.As(resp.err, &ne) && ne.Timeout() {
+		switch {
+		case errors.Is(resp.err, context.Canceled):
+			kind = errCancelled
+		case errors.Is(resp.err, context.DeadlineExceeded) || errors.As(resp.err, &ne) && ne.Timeout():
 			kind = errTimeout
 		}
 		r.errorLocked(kind, resp.err.Error())

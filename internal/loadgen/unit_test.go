@@ -7,8 +7,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -454,5 +456,96 @@ func TestConfigValidate(t *testing.T) {
 	huge.Rate, huge.Duration = Rate{RateMax, RateMax}, DurationMax
 	if err := huge.Validate(); err == nil || !strings.Contains(err.Error(), "requests: at most") {
 		t.Errorf("Validate(1M/s for 1h) = %v; want the request count refused", err)
+	}
+}
+
+// TestAuditAnswers decodes every shape GET /v1/admin/audit can answer.
+func TestAuditAnswers(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantErr string // substring; "" = no error
+		wantOK  bool
+		verdict string // prefix
+	}{
+		{"ok", 200, `{"ok":true,"events":3,"checked":["I1","I7"],"violations":[],"violation_count":0}`, "", true, "verify: OK: 3 events"},
+		{"violated", 409, `{"type":"https://cairn.dev/problems/invariant_violated","status":409,"report":{"ok":false,"violations":[{"invariant":"I2","detail":"x"}],"violation_count":1}}`, "", false, "verify: FAIL: I2 x (1 violation)"},
+		{"409 says ok", 409, `{"report":{"ok":true,"violations":[],"violation_count":0}}`, "", false, "verify: FAIL: ? status 409"},
+		{"200 not ok", 200, `{"ok":false}`, "", false, "verify: FAIL: ? status 200"},
+		{"409 without report", 409, `{"type":"x"}`, "without a report", false, ""},
+		{"garbage", 200, `<html>`, "does not decode", false, ""},
+		{"not configured", 404, `{"type":"https://cairn.dev/problems/not_found"}`, "status 404", false, ""},
+		{"server error", 500, `{}`, "status 500", false, ""},
+	}
+	for _, tc := range tests {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/v1/admin/audit" || r.Header.Get("Authorization") != "Bearer "+testAdmin {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.WriteHeader(tc.status)
+			w.Write([]byte(tc.body))
+		}))
+		rep, err := Audit(context.Background(), srv.URL, testAdmin)
+		srv.Close()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: Audit() = %+v, %v; want an error containing %q", tc.name, rep, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || rep.OK != tc.wantOK || !strings.HasPrefix(rep.Verdict(), tc.verdict) {
+			t.Errorf("%s: Audit() = ok %v verdict %q, %v; want ok %v, verdict prefix %q", tc.name, rep.OK, rep.Verdict(), err, tc.wantOK, tc.verdict)
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestProgressLine: once a second the live line is rewritten in place with
+// elapsed time, requests sent, rate, p99 so far and errors.
+func TestProgressLine(t *testing.T) {
+	rec := newRecorder()
+	for range 3 {
+		rec.scheduledOne(true)
+	}
+	rec.mu.Lock()
+	recordUS(rec.mu.all, 7*time.Millisecond)
+	rec.mu.Unlock()
+	rec.error(errTimeout, "slow")
+	var out lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); showProgress(ctx, &out, rec) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "errors") {
+		if time.Now().After(deadline) {
+			t.Fatal("no progress line within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the buffer
+	}
+	cancel()
+	<-done
+	line := out.String()
+	for _, want := range []string{"\r\x1b[2K", "sent 3", "req/s", "p99 7.0", "errors 1"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line %q lacks %q", line, want)
+		}
 	}
 }

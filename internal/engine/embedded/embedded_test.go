@@ -69,7 +69,7 @@ func (b *blocker) hook(point string) error {
 	return nil
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
+func poll(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -98,10 +98,18 @@ func setup(t *testing.T, e engine.Engine, tickets int64) {
 	if err != nil {
 		t.Fatalf("ImportHotspots = %v", err)
 	}
-	en := e.(*Engine)
+	en := unwrap(e)
 	if a, b := en.slots.get(slotKey{"h", "block"}).part, en.slots.get(slotKey{"h", "gold"}).part; a != b {
 		t.Fatalf("fixture hotspots in partitions %d and %d; want one", a, b)
 	}
+}
+
+// unwrap returns the embedded engine inside what enginetest.Start returns.
+func unwrap(e engine.Engine) *Engine {
+	if r, ok := e.(*enginetest.Running); ok {
+		return r.Engine.(*Engine)
+	}
+	return e.(*Engine)
 }
 
 func claimAt(player, key, spot string) *hunt.ClaimRequest {
@@ -129,7 +137,7 @@ func claimAsync(e engine.Engine, req *hunt.ClaimRequest) <-chan answer {
 }
 
 func depth(e engine.Engine, spot string) int {
-	en := e.(*Engine)
+	en := unwrap(e)
 	return len(en.parts[en.slots.get(slotKey{"h", hunt.HotspotID(spot)}).part].inbox)
 }
 
@@ -422,7 +430,7 @@ func TestCorruptOnOpen(t *testing.T) {
 }
 
 func TestDefCodec(t *testing.T) {
-	in := hunt.Hotspot{ID: "s", Lat: -33.5, Lon: 151.25, Tickets: 7, Reward: 1 << 40, Points: 3,
+	in := hunt.Hotspot{ID: "s", Lat: -33.5, Lon: 151.25, Tickets: 7, Reward: hunt.RewardMax, Points: 3,
 		OpensAt: time.Date(1900, 1, 2, 3, 4, 5, 6, time.UTC), ClosesAt: time.Date(2300, 1, 1, 0, 0, 0, 999, time.UTC)}
 	if err := in.Normalize(); err != nil {
 		t.Fatal(err)
@@ -515,9 +523,7 @@ func decideFixture(tb testing.TB) (*partition, []*request, time.Time) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	for e.Ready() != nil {
-		time.Sleep(time.Millisecond) // Run starts in microseconds; no deadline needed for a fixture
-	}
+	poll(tb, "engine ready", func() bool { return e.Ready() == nil })
 	c := context.Background()
 	must := func(err error) {
 		if err != nil {
@@ -527,7 +533,7 @@ func decideFixture(tb testing.TB) (*partition, []*request, time.Time) {
 	must(e.PutHunt(c, hunt.Hunt{ID: "h", MaxSpeedMps: 5}))
 	must(e.ImportHotspots(c, "h", []hunt.Hotspot{
 		{ID: "sold", Lat: paris.lat, Lon: paris.lon, Tickets: 1, Reward: 1},
-		{ID: "open", Lat: paris.lat + 0.001, Lon: paris.lon, Tickets: 1 << 30, Reward: 1},
+		{ID: "open", Lat: paris.lat + 0.001, Lon: paris.lon, Tickets: hunt.TicketsMax, Reward: 1},
 	}))
 	_, err = e.Claim(c, &hunt.ClaimRequest{Player: "winner", Key: "k", Hunt: "h", Hotspot: "sold", Lat: paris.lat, Lon: paris.lon})
 	must(err)
@@ -565,8 +571,9 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 // BenchmarkClaimCommit measures claims through the engine, each answered
-// after its synced batch commit, from parallel callers over 256 hotspots
-// spread over many partitions.
+// after its synced batch commit, from 128 callers per CPU over 256 hotspots
+// spread over many partitions (many callers: each one waits for an fsync,
+// and batching needs company).
 func BenchmarkClaimCommit(b *testing.B) {
 	e, err := Open(Config{Dir: b.TempDir()})
 	if err != nil {
@@ -580,9 +587,7 @@ func BenchmarkClaimCommit(b *testing.B) {
 		<-done
 		e.Close()
 	}()
-	for e.Ready() != nil {
-		time.Sleep(time.Millisecond)
-	}
+	poll(b, "engine ready", func() bool { return e.Ready() == nil })
 	c := context.Background()
 	if err := e.PutHunt(c, hunt.Hunt{ID: "h"}); err != nil {
 		b.Fatal(err)
@@ -590,7 +595,7 @@ func BenchmarkClaimCommit(b *testing.B) {
 	var spots []hunt.Hotspot
 	for i := range 256 {
 		spots = append(spots, hunt.Hotspot{ID: hunt.HotspotID(fmt.Sprintf("s%d", i)),
-			Lat: -60 + float64(i%16)*8, Lon: -170 + float64(i/16)*21, Tickets: 1 << 40, Reward: 1})
+			Lat: -60 + float64(i%16)*8, Lon: -170 + float64(i/16)*21, Tickets: hunt.TicketsMax, Reward: 1})
 	}
 	if err := e.ImportHotspots(c, "h", spots); err != nil {
 		b.Fatal(err)
@@ -598,6 +603,7 @@ func BenchmarkClaimCommit(b *testing.B) {
 	var next atomic.Int64
 	var errs atomic.Int64
 	b.ReportAllocs()
+	b.SetParallelism(128)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

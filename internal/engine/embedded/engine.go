@@ -96,12 +96,15 @@ type Engine struct {
 		sync.Mutex
 		list []engine.Sink
 	}
-	running  atomic.Bool
-	ran      atomic.Bool
-	closed   atomic.Bool
-	failErr  atomic.Pointer[error]
-	failOnce sync.Once
-	failCh   chan struct{}
+	running atomic.Bool
+	ran     atomic.Bool
+	// accepting is set once every partition's gate is open and cleared
+	// before any closes, so Ready never promises what a partition refuses.
+	accepting atomic.Bool
+	closed    atomic.Bool
+	failErr   atomic.Pointer[error]
+	failOnce  sync.Once
+	failCh    chan struct{}
 }
 
 // Open opens (or creates) the store in cfg.Dir, loads hunts and hotspots and
@@ -241,6 +244,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	for _, p := range e.parts {
 		p.setClosed(false)
 	}
+	e.accepting.Store(true)
 	e.log.Info("embedded engine running", "partitions", len(e.parts))
 	select {
 	case <-ctx.Done():
@@ -248,6 +252,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	// Close the gates first: once every gate is closed no request can enter
 	// an inbox, so the writers' final drain sees everything.
+	e.accepting.Store(false)
 	for _, p := range e.parts {
 		p.setClosed(true)
 	}
@@ -280,14 +285,7 @@ func (e *Engine) Ready() error {
 	if err := e.failure(); err != nil {
 		return err
 	}
-	if !e.running.Load() {
-		return engine.ErrClosed
-	}
-	p := e.parts[0]
-	p.gate.RLock()
-	closed := p.gate.closed
-	p.gate.RUnlock()
-	if closed {
+	if !e.accepting.Load() {
 		return engine.ErrClosed
 	}
 	return nil
@@ -491,6 +489,7 @@ func (e *Engine) Claim(ctx context.Context, req *hunt.ClaimRequest) (hunt.ClaimR
 		return hunt.ClaimResult{}, err
 	}
 	if e.failure() != nil {
+		e.shedUnavailable.Inc()
 		return hunt.ClaimResult{}, engine.ErrUnavailable
 	}
 	s := e.slots.get(slotKey{req.Hunt, req.Hotspot})
@@ -511,6 +510,7 @@ func (e *Engine) Spend(ctx context.Context, req *hunt.SpendRequest) (hunt.SpendR
 		return hunt.SpendResult{}, err
 	}
 	if e.failure() != nil {
+		e.shedUnavailable.Inc()
 		return hunt.SpendResult{}, engine.ErrUnavailable
 	}
 	p := e.parts[fnv32(fnv32Offset, string(req.Player))%uint32(len(e.parts))]

@@ -359,7 +359,8 @@ func (e *Engine) replay(p *partition) error {
 		if err := hunt.DecodeEvent(v, &ev); err != nil {
 			return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
 		}
-		if len(k) != eventKeyLen || !bytes.Equal(k, eventKey(p.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)) {
+		p.key = eventKey(p.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)
+		if len(k) != eventKeyLen || !bytes.Equal(k, p.key) {
 			return fmt.Errorf("%w: key %x holds event %v", ErrCorrupt, k, ev.Epoch)
 		}
 		if ev.Epoch.Seq != p.seq+1 {

@@ -29,6 +29,9 @@ var hotspotFields = []string{"la", "lo", "t", "g", "rw", "pt", "oa", "ca", "gh"}
 // PutHunt creates or updates a hunt. The Function reads the decision fields
 // (window, radius, speed); j keeps the hunt as given for Hunt and Hunts.
 func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
+	if err := h.Normalize(); err != nil { // fills the default radius
+		return err
+	}
 	j, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("redis engine: encode hunt: %w", err)

@@ -169,34 +169,49 @@ func (e *Engine) hotspotPartition(ctx context.Context, h hunt.HuntID, s hunt.Hot
 	if ok {
 		return p, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-	defer cancel()
-	pipe := e.rdb.Pipeline()
-	idx := pipe.HGet(cctx, keyHsIndex(h), string(s))
-	ex := pipe.Exists(cctx, keyHunt(h))
-	if _, err := pipe.Exec(cctx); err != nil && !errors.Is(err, goredis.Nil) {
-		return 0, e.callErr("find hotspot", err)
+	// One lookup per hotspot however many claims miss the cache at once (a storm).
+	v, err, _ := e.hsLookups.Do(string(h)+"\x00"+string(s), func() (any, error) {
+		cctx, cancel := e.avail.callContext(context.WithoutCancel(ctx))
+		defer cancel()
+		idx := e.ap.HGet(cctx, keyHsIndex(h), string(s))
+		if err := idx.Err(); err != nil && !errors.Is(err, goredis.Nil) {
+			return nil, e.callErr("find hotspot", err)
+		}
+		if errors.Is(idx.Err(), goredis.Nil) {
+			ex, err := e.ap.Exists(cctx, keyHunt(h)).Result()
+			if err != nil {
+				return nil, e.callErr("find hunt", err)
+			}
+			if ex == 0 {
+				return nil, hunt.ErrUnknownHunt
+			}
+			return nil, hunt.ErrUnknownHotspot
+		}
+		v, err := strconv.ParseUint(idx.Val(), 10, 32)
+		if err != nil || v >= uint64(e.cfg.Partitions) {
+			return nil, fmt.Errorf("%w: hotspot index %s/%s holds %q", errCorrupt, h, s, idx.Val())
+		}
+		p := geo.Partition(v)
+		e.hsMu.Lock()
+		if len(e.hsCache) >= hotspotCacheLenMax {
+			clear(e.hsCache) // crude but bounded; the cache refills with what is claimed
+		}
+		e.hsCache[k] = p
+		e.hsMu.Unlock()
+		return p, nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	if ex.Val() == 0 {
-		return 0, hunt.ErrUnknownHunt
-	}
-	v, err := strconv.ParseUint(idx.Val(), 10, 32)
-	if idx.Err() != nil || err != nil || v >= uint64(e.cfg.Partitions) {
-		return 0, hunt.ErrUnknownHotspot
-	}
-	p = geo.Partition(v)
-	e.hsMu.Lock()
-	if len(e.hsCache) >= hotspotCacheLenMax {
-		clear(e.hsCache) // crude but bounded; the cache refills with what is claimed
-	}
-	e.hsCache[k] = p
-	e.hsMu.Unlock()
-	return p, nil
+	return v.(geo.Partition), nil
 }
 
 // callErr turns a failed Redis call on the request path into the error the
 // caller answers with, and tells the health loop when Redis looks gone.
 func (e *Engine) callErr(what string, err error) error {
+	if errors.Is(err, goredis.ErrPoolTimeout) {
+		return fmt.Errorf("%w: %s: no free connection", engine.ErrOverloaded, what)
+	}
 	if isUnavailable(err) {
 		if s := err.Error(); strings.Contains(s, "not found") || strings.HasPrefix(s, "NOGROUP") {
 			// Redis came back without our library or groups: set up again.
@@ -256,11 +271,11 @@ func (e *Engine) submit(ctx context.Context, r *request, kind hunt.EventKind) (h
 
 // decideDirect calls the Function from this node: one round trip.
 func (e *Engine) decideDirect(ctx context.Context, r *request) (string, error) {
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+	cctx, cancel := e.avail.callContext(ctx)
 	defer cancel()
 	start := time.Now()
 	fn, keys, args := r.fcall(e.now(), "")
-	msg, err := e.rdb.FCall(cctx, fn, keys, args...).Text()
+	msg, err := e.ap.FCall(cctx, fn, keys, args...).Text()
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -277,8 +292,8 @@ func (e *Engine) decideQueued(ctx context.Context, r *request) (string, error) {
 	r.ch = e.channel
 	w := &waiter{rid: r.rid, player: r.player, key: r.key, fp: r.fp, since: time.Now(), done: make(chan waitResult, 1)}
 	e.waiters.add(w)
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
-	err := e.rdb.XAdd(cctx, &goredis.XAddArgs{Stream: keyReq(r.p), Values: r.values()}).Err()
+	cctx, cancel := e.avail.callContext(ctx)
+	err := e.ap.XAdd(cctx, &goredis.XAddArgs{Stream: keyReq(r.p), Values: r.values()}).Err()
 	cancel()
 	if err != nil {
 		e.waiters.remove(r.rid)

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -133,4 +134,18 @@ func claimAt(player string, key string, s hunt.Hotspot) *hunt.ClaimRequest {
 
 func goredisQuery() goredis.FunctionListQuery {
 	return goredis.FunctionListQuery{LibraryNamePattern: "cairn", WithCode: true}
+}
+
+// quietLogger silences go-redis's process-wide logger in tests (it reports
+// every refused dial while a test keeps Redis down on purpose).
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if !testing.Verbose() {
+		goredis.SetLogger(quietLogger{})
+	}
+	os.Exit(m.Run())
 }

@@ -1,0 +1,177 @@
+package httpapi
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// signed signs claims with method and key.
+func signed(t testing.TB, method jwt.SigningMethod, claims jwt.Claims, key any) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatalf("signing a test token: %v", err)
+	}
+	return s
+}
+
+func claimsFor(sub string, exp time.Time) jwt.RegisteredClaims {
+	return jwt.RegisteredClaims{Subject: sub, IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(exp)}
+}
+
+// confusedToken is the algorithm-confusion attack: a header that says RS256
+// over a valid HMAC-SHA256 signature with the server's secret. Only the
+// algorithm allow-list stops it.
+func confusedToken(t testing.TB, sub string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	head := enc.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`))
+	body := enc.EncodeToString([]byte(`{"sub":"` + sub + `","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`))
+	mac := hmac.New(sha256.New, []byte(testSecret))
+	mac.Write([]byte(head + "." + body))
+	return head + "." + body + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// badTokens are refused player tokens, by name.
+func badTokens(t testing.TB) map[string]string {
+	hour := time.Now().Add(time.Hour)
+	expired, err := MintToken([]byte(testSecret), "alice", time.Hour, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatalf("MintToken: %v", err)
+	}
+	wrongKey, err := MintToken([]byte("another-secret-0123456789abcdef-xyz"), "alice", time.Hour, time.Now())
+	if err != nil {
+		t.Fatalf("MintToken: %v", err)
+	}
+	return map[string]string{
+		"garbage":        "not.a.jwt",
+		"empty segments": "..",
+		"expired":        expired,
+		"wrong secret":   wrongKey,
+		"alg none":       signed(t, jwt.SigningMethodNone, claimsFor("alice", hour), jwt.UnsafeAllowNoneSignatureType),
+		"RS256 header":   confusedToken(t, "alice"),
+		"HS512":          signed(t, jwt.SigningMethodHS512, claimsFor("alice", hour), []byte(testSecret)),
+		"no exp":         signed(t, jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "alice"}, []byte(testSecret)),
+		"bad sub":        signed(t, jwt.SigningMethodHS256, claimsFor("bad id!", hour), []byte(testSecret)),
+		"no sub":         signed(t, jwt.SigningMethodHS256, claimsFor("", hour), []byte(testSecret)),
+		"admin token":    testAdmin,
+		"too long":       strings.Repeat("a", TokenLenMax+1),
+	}
+}
+
+// TestPlayerTokenRules checks the authenticator alone: every bad token is
+// refused, a good one gives its subject, and iss/aud are enforced when configured.
+func TestPlayerTokenRules(t *testing.T) {
+	now := time.Now()
+	a := newAuthenticator([]byte(testSecret), testAdmin, "", "", time.Now)
+	check := func(a *authenticator, tok string) (string, error) {
+		r, _ := http.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		p, err := a.player(r)
+		return string(p), err
+	}
+	good, err := MintToken([]byte(testSecret), "alice", time.Hour, now)
+	if err != nil {
+		t.Fatalf("MintToken: %v", err)
+	}
+	if p, err := check(a, good); err != nil || p != "alice" {
+		t.Fatalf("player(good token) = %q, %v; want alice, nil", p, err)
+	}
+	for name, tok := range badTokens(t) {
+		if p, err := check(a, tok); err == nil {
+			t.Errorf("player(%s token) = %q, nil; want an error", name, p)
+		} else if _, ok := classify(err); !ok || !errIsUnauthorized(err) {
+			t.Errorf("player(%s token) error %v; want errUnauthorized", name, err)
+		}
+	}
+	r, _ := http.NewRequest("GET", "/", nil)
+	if _, err := a.player(r); !errIsUnauthorized(err) {
+		t.Errorf("player(no header) = %v; want errUnauthorized", err)
+	}
+	r.Header.Set("Authorization", "Basic YWxpY2U6eA==")
+	if _, err := a.player(r); !errIsUnauthorized(err) {
+		t.Errorf("player(Basic) = %v; want errUnauthorized", err)
+	}
+	r.Header.Set("Authorization", "bearer "+good) // the scheme is case-insensitive
+	if p, err := a.player(r); err != nil || p != "alice" {
+		t.Errorf("player(lower-case scheme) = %q, %v; want alice", p, err)
+	}
+
+	strict := newAuthenticator([]byte(testSecret), testAdmin, "cairn-test", "players", time.Now)
+	if _, err := check(strict, good); err == nil {
+		t.Errorf("player(token without iss/aud) accepted by a server that requires them")
+	}
+	withBoth, _ := MintTokenFor([]byte(testSecret), "alice", time.Hour, now, "cairn-test", "players")
+	if p, err := check(strict, withBoth); err != nil || p != "alice" {
+		t.Errorf("player(iss+aud token) = %q, %v; want alice", p, err)
+	}
+	wrongAud, _ := MintTokenFor([]byte(testSecret), "alice", time.Hour, now, "cairn-test", "admins")
+	if _, err := check(strict, wrongAud); err == nil {
+		t.Errorf("player(wrong aud) accepted")
+	}
+	// The clock is the configured one: a token valid now is expired in two hours.
+	later := newAuthenticator([]byte(testSecret), testAdmin, "", "", func() time.Time { return now.Add(2 * time.Hour) })
+	if _, err := check(later, good); err == nil {
+		t.Errorf("player(token) accepted two hours after it expired")
+	}
+}
+
+func errIsUnauthorized(err error) bool {
+	p, _ := classify(err)
+	return p.code == "unauthorized"
+}
+
+// TestAdminToken checks the admin comparison.
+func TestAdminToken(t *testing.T) {
+	a := newAuthenticator([]byte(testSecret), testAdmin, "", "", time.Now)
+	player, _ := MintToken([]byte(testSecret), "alice", time.Hour, time.Now())
+	for _, c := range []struct {
+		header string
+		ok     bool
+	}{
+		{"Bearer " + testAdmin, true},
+		{"", false},
+		{"Bearer ", false},
+		{"Bearer " + testAdmin + "x", false},
+		{"Bearer " + testAdmin[:len(testAdmin)-1], false},
+		{"Bearer " + player, false},
+		{"Basic " + testAdmin, false},
+	} {
+		r, _ := http.NewRequest("GET", "/", nil)
+		if c.header != "" {
+			r.Header.Set("Authorization", c.header)
+		}
+		if err := a.admin(r); (err == nil) != c.ok {
+			t.Errorf("admin(%q) = %v; want ok %v", c.header, err, c.ok)
+		}
+	}
+}
+
+// TestMintTokenRefuses checks MintToken's own validation.
+func TestMintTokenRefuses(t *testing.T) {
+	for _, c := range []struct {
+		secret string
+		player hunt.PlayerID
+		ttl    time.Duration
+	}{
+		{"short", "alice", time.Hour},
+		{testSecret, "bad id", time.Hour},
+		{testSecret, "", time.Hour},
+		{testSecret, "alice", 0},
+		{testSecret, "alice", -time.Second},
+	} {
+		if tok, err := MintToken([]byte(c.secret), c.player, c.ttl, time.Now()); err == nil {
+			t.Errorf("MintToken(%q, %q, %v) = %q; want an error", c.secret, c.player, c.ttl, tok)
+		}
+	}
+}
