@@ -31,8 +31,8 @@ func loadSecrets(dataDir string) (secret []byte, adminToken string, err error) {
 			a = fileA
 		}
 	}
-	if len(s) < 16 {
-		return nil, "", errors.New("CAIRN_SECRET must be at least 16 characters")
+	if len(s) < 32 {
+		return nil, "", errors.New("CAIRN_SECRET must be at least 32 characters (HS256 wants a 256-bit key)")
 	}
 	if len(a) < 16 {
 		return nil, "", errors.New("CAIRN_ADMIN_TOKEN must be at least 16 characters")

@@ -18,8 +18,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairnhq/cairn/internal/audit"
-	"github.com/cairnhq/cairn/internal/engine"
-	"github.com/cairnhq/cairn/internal/engine/embedded"
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/leaderboard"
@@ -102,6 +100,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	httpSrv := httpapi.NewHTTPServer(f.addr, srv.Handler())
+	httpSrv.RegisterOnShutdown(srv.EndStreams) // SSE streams never end by themselves
 
 	// Three lifetimes: HTTP stops first (requests in flight finish), then the
 	// engine drains its inboxes, then the projection stops.
@@ -163,20 +162,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("stopped")
 	return errors.Join(httpErr, engErr, boardErr)
-}
-
-// closingEngine is an engine that can be closed (every engine can).
-type closingEngine = engine.Engine
-
-func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetry.Metrics) (closingEngine, error) {
-	switch {
-	case f.store == "embedded":
-		return embedded.Open(embedded.Config{
-			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
-		})
-	default:
-		return nil, fmt.Errorf("--store %q: want embedded or redis://host:port/db", f.store)
-	}
 }
 
 func envOr(key, def string) string {

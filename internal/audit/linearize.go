@@ -29,10 +29,11 @@ package audit
 // Unknown outcomes. A call that timed out, hit a crash or a restart may or
 // may not have taken effect, and if it did, at any time after it was called,
 // even long after the caller gave up (the request may still sit in an inbox or
-// a stream). Such an operation gets the end of the history as its return time
-// and the model lets it either take effect (with whatever decision the state
-// gives) or not; porcupine's search places it anywhere after its call. An
-// unknown wallet read shows nothing and is dropped.
+// a stream). Such an operation gets the end of the history as its return time,
+// as porcupine's documentation suggests, and answers whatever the state at its
+// place decides: porcupine's search may place it anywhere after its call, and
+// placed after everything that could have seen it, it is as if it never took
+// effect. An unknown wallet read shows nothing and is dropped.
 //
 // Retries. Calls with one (player, key) are attempts at one request: its
 // decision is made once, after the first attempt was called and before the
@@ -57,6 +58,9 @@ package audit
 //
 // Concurrency: History is safe for concurrent Record; CheckLinearizable reads
 // a snapshot and may run while clients still record (it checks the snapshot).
+// The model keeps no state between calls: CheckLinearizable and
+// LinearizationModel are safe for concurrent use, and porcupine checks the
+// components of one history on parallel goroutines.
 
 import (
 	"errors"
@@ -232,7 +236,7 @@ type reqKey struct {
 	key    string
 }
 
-// unionFind over node ids; players first, then hotspots.
+// unionFind over node ids (players and hotspots).
 type unionFind []int
 
 func (u unionFind) find(x int) int {
@@ -259,6 +263,9 @@ func validate(i int, op *Op, tickets map[hunt.HotspotID]int64) error {
 	}
 	if !op.Unknown && op.Return.Before(op.Call) {
 		return badOp(i, op, "returned before it was called")
+	}
+	if op.Kind != OpWallet && op.Key == "" {
+		return badOp(i, op, "no Idempotency-Key")
 	}
 	switch op.Kind {
 	case OpClaim:
@@ -414,13 +421,7 @@ func prepare(all []Op, tickets, rewards map[hunt.HotspotID]int64) ([]porcupine.O
 			}
 			in.slot = s
 		}
-		o := &output{unknown: op.Unknown, outcome: op.Outcome, detailed: op.Detailed}
-		switch op.Kind {
-		case OpClaim:
-			o.count = op.TicketsLeft
-		case OpSpend, OpWallet:
-			o.count = op.Balance
-		}
+		o := &output{unknown: op.Unknown, outcome: op.Outcome, detailed: op.Detailed, count: count(op)}
 		ret := endNs
 		if !op.Unknown {
 			ret = int64(op.Return.Sub(base))
@@ -448,7 +449,8 @@ func mergeAttempts(ops []*Op) ([]*Op, error) {
 		k := reqKey{op.Player, op.Key}
 		if g := groups[k]; len(g) > 0 {
 			if f := ops[g[0]]; f.Kind != op.Kind || f.Hotspot != op.Hotspot || f.Amount != op.Amount {
-				return nil, badOp(i, op, "key %q reused for another request (the model covers retries only)", op.Key)
+				return nil, fmt.Errorf("%w: key %q of %s used for %v %s %d and %v %s %d (the model covers retries only)",
+					ErrBadHistory, op.Key, op.Player, f.Kind, f.Hotspot, f.Amount, op.Kind, op.Hotspot, op.Amount)
 			}
 		}
 		groups[k] = append(groups[k], i)
@@ -504,8 +506,16 @@ func dropSettled(ops []*Op) []*Op {
 			earliest(held, holding{op.Player, op.Hotspot}, op.Return)
 		}
 	}
+	uses := map[reqKey]int{}
+	for _, op := range ops {
+		if op.Kind == OpClaim {
+			uses[reqKey{op.Player, op.Key}]++
+		}
+	}
 	return slices.DeleteFunc(ops, func(op *Op) bool {
-		if op.Kind != OpClaim || !op.Unknown {
+		// Attempts left apart by mergeAttempts share an idempotency record
+		// that even a no-op decision writes: keep them.
+		if op.Kind != OpClaim || !op.Unknown || uses[reqKey{op.Player, op.Key}] > 1 {
 			return false
 		}
 		s, sold := soldOut[op.Hotspot]
@@ -541,7 +551,7 @@ func mergeGroup(ops []*Op, g []int) (*Op, bool) {
 			return nil, false
 		}
 		if op.Detailed {
-			if m.Detailed && (op.TicketsLeft != m.TicketsLeft || op.Balance != m.Balance) {
+			if m.Detailed && count(op) != count(&m) {
 				return nil, false
 			}
 			m.Detailed, m.TicketsLeft, m.Balance = true, op.TicketsLeft, op.Balance
@@ -551,6 +561,14 @@ func mergeGroup(ops []*Op, g []int) (*Op, bool) {
 		}
 	}
 	return &m, true
+}
+
+// count is the number an answer carries besides its outcome.
+func count(op *Op) int64 {
+	if op.Kind == OpClaim {
+		return op.TicketsLeft
+	}
+	return op.Balance
 }
 
 // ---- the model ----
@@ -652,37 +670,27 @@ func (o *output) matches(d decision) bool {
 	return o.outcome == d.outcome && (!o.detailed || o.count == d.count)
 }
 
-// step gives every state the operation can lead to from st; none: it cannot
-// happen there.
-func step(st, in0, out0 any) []any {
+// step applies one operation to st: whether it can happen there, and the
+// state after it. An unknown operation always can, taking whatever decision
+// the state gives; "it never took effect" is the search placing it after
+// everything that could have seen it.
+func step(st, in0, out0 any) (bool, any) {
 	in, out := in0.(*input), out0.(*output)
 	s, _ := st.(*state)
 	if s == nil {
 		s = newState(in.c) // Init cannot know the component; its first step does
 	}
 	if in.kind == OpWallet {
-		if s.balance[in.player] == out.count {
-			return []any{s}
-		}
-		return nil
+		return s.balance[in.player] == out.count, s
 	}
 	if in.slot >= 0 {
 		if d := s.decided[in.slot]; d.outcome != hunt.OutcomeNone {
 			// A replay: no effect, and the first decision again.
-			if out.unknown || out.matches(d) {
-				return []any{s}
-			}
-			return nil
+			return out.unknown || out.matches(d), s
 		}
 	}
 	next, d := s.decide(in)
-	switch {
-	case out.unknown:
-		return []any{s, next} // did not take effect (yet), or did
-	case out.matches(d):
-		return []any{next}
-	}
-	return nil
+	return out.unknown || out.matches(d), next
 }
 
 func equal(a, b any) bool {
@@ -764,20 +772,15 @@ func describeState(a any) string {
 }
 
 // LinearizationModel is the porcupine model CheckLinearizable uses; it is
-// what porcupine.VisualizePath needs next to the LinearizationInfo. Its
-// states are sets of component states (porcupine's power-set construction)
-// because an unknown operation leads to two states.
+// what porcupine.VisualizePath needs next to the LinearizationInfo.
 func LinearizationModel() porcupine.Model {
-	nm := porcupine.NondeterministicModel{
-		Partition:     partition,
-		Init:          func() []any { return []any{(*state)(nil)} },
-		Step:          step,
-		Equal:         equal,
-		Hash:          hashState,
-		DescribeState: describeState,
-		DescribeOperation: func(in, out any) string {
-			return describeOp(in, out)
-		},
+	return porcupine.Model{
+		Partition:         partition,
+		Init:              func() any { return (*state)(nil) },
+		Step:              step,
+		Equal:             equal,
+		Hash:              hashState,
+		DescribeOperation: describeOp,
+		DescribeState:     describeState,
 	}
-	return nm.ToModel()
 }

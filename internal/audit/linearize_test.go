@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
+
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
@@ -46,6 +48,13 @@ func spendOp(client int, player, key string, amount, call, ret int64, out hunt.O
 	if ret == never {
 		op.Unknown, op.Return, op.Detailed = true, time.Time{}, false
 	}
+	return op
+}
+
+// spendOut is a spend whose balance was not observed.
+func spendOut(client int, player, key string, amount, call, ret int64, out hunt.Outcome) Op {
+	op := spendOp(client, player, key, amount, call, ret, out, 0)
+	op.Detailed = false
 	return op
 }
 
@@ -315,6 +324,7 @@ func TestCheckLinearizableRefuses(t *testing.T) {
 		{"claim outcome on a spend", func(o *Op) { *o = spendOp(0, "a", "s", 1, 0, 1, hunt.Granted, 0) }},
 		{"key reused for another hotspot", func(o *Op) { o.Hotspot = "two"; o.Call, o.Return = at(2), at(3) }},
 		{"key reused for a spend", func(o *Op) { *o = spendOp(0, "a", "k1", 1, 2, 3, hunt.Spent, 4) }},
+		{"claim without a key", func(o *Op) { o.Key = "" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := good
@@ -638,5 +648,91 @@ func BenchmarkCheckLinearizable(b *testing.B) {
 		if ok, _, err := CheckLinearizable(h, s.tickets, s.rewards, time.Minute); !ok || err != nil {
 			b.Fatalf("CheckLinearizable = %v, %v; want true, nil", ok, err)
 		}
+	}
+}
+
+// summary renders prepared operations as "kind player key [call,return] outcome slot".
+func summary(ops []porcupine.Operation) []string {
+	var out []string
+	for _, op := range ops {
+		in, o := op.Input.(*input), op.Output.(*output)
+		ret, res := fmt.Sprint(op.Return), fmt.Sprintf("%v/%d", o.outcome, o.count)
+		if o.unknown {
+			ret, res = "end", "?"
+		}
+		out = append(out, fmt.Sprintf("%v %s %s [%d,%s] %s slot %d", in.kind, in.c.players[in.player], in.key, op.Call, ret, res, in.slot))
+	}
+	return out
+}
+
+func TestPrepareMergesAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ops  []Op
+		want []string
+	}{
+		{"unknowns resolved by retries", []Op{
+			claimOp(0, "a", "one", "k", 2, never, 0, 0),
+			readOp(1, "b", 3, 4, 0),
+			claimOp(0, "a", "one", "k", 5, never, 0, 0),
+			claimOp(0, "a", "one", "k", 6, 12, hunt.Granted, 0),
+			claimOp(1, "a", "one", "k", 7, 10, hunt.Granted, 0),
+		}, []string{
+			"claim a k [0,8] granted/0 slot -1",
+			"wallet b  [1,2] none/0 slot -1",
+		}},
+		{"unknowns only", []Op{
+			spendOp(0, "a", "s", 2, 4, never, 0, 0),
+			spendOp(1, "a", "s", 2, 2, never, 0, 0),
+			readOp(1, "a", 3, 9, 0),
+		}, []string{
+			"spend a s [0,end] ? slot -1",
+			"wallet a  [1,7] none/0 slot -1",
+		}},
+		{"an answer without details takes the other's", []Op{
+			spendOut(0, "a", "s", 2, 0, 5, hunt.InsufficientFunds),
+			spendOp(1, "a", "s", 2, 1, 3, hunt.InsufficientFunds, 1),
+		}, []string{
+			"spend a s [0,3] insufficient_funds/1 slot -1",
+		}},
+		{"disagreeing answers stay apart", []Op{
+			claimOp(0, "a", "two", "k", 0, never, 0, 0),
+			claimOp(0, "a", "two", "k", 1, 2, hunt.Granted, 1),
+			claimOp(1, "a", "two", "k", 3, 4, hunt.Granted, 0),
+		}, []string{
+			"claim a k [0,end] ? slot 0",
+			"claim a k [1,2] granted/1 slot 0",
+			"claim a k [3,4] granted/0 slot 0",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops, err := prepare(tc.ops, testTickets, testRewards)
+			if got := summary(ops); err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("prepare(%s) = %q, %v; want %q", describe(tc.ops), got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPrepareDropsSettledClaims(t *testing.T) {
+	ops := []Op{
+		claimOp(0, "a", "one", "k1", 0, 1, hunt.Granted, 0),
+		claimOp(1, "b", "one", "k1", 2, 3, hunt.SoldOut, 0),
+		claimOp(2, "c", "one", "k1", 4, never, 0, 0), // after the sold_out: dropped
+		claimOp(3, "d", "one", "k1", 3, never, 0, 0), // as it returned: may come first, kept
+		claimOp(0, "a", "two", "k2", 4, 5, hunt.Granted, 1),
+		claimOp(0, "a", "two", "k3", 6, never, 0, 0), // after a's grant there: dropped
+		claimOp(1, "b", "two", "k2", 6, never, 0, 0), // b holds nothing there: kept
+	}
+	got, err := prepare(ops, testTickets, testRewards)
+	want := []string{
+		"claim a k1 [0,1] granted/0 slot -1",
+		"claim b k1 [2,3] sold_out/0 slot -1",
+		"claim d k1 [3,end] ? slot -1",
+		"claim a k2 [4,5] granted/1 slot -1",
+		"claim b k2 [6,end] ? slot -1",
+	}
+	if s := summary(got); err != nil || !slices.Equal(s, want) {
+		t.Fatalf("prepare(%s) = %q, %v; want %q", describe(ops), s, err, want)
 	}
 }

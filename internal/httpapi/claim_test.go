@@ -2,10 +2,14 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairnhq/cairn/internal/engine/embedded"
 )
 
 // TestClaimGranted checks every member of a 201 and the wallet and ledger it credits.
@@ -138,4 +142,81 @@ func TestSpend(t *testing.T) {
 	}
 	// A spend key reused for a claim is refused: keys are shared per player.
 	checkProblem(t, "spend key reused by a claim", e.claim(tok, "h1", s.id, "sp-1", s.lat, s.lon), 422, "idempotency_key_reused")
+}
+
+// TestShedding: a full inbox answers 429 overloaded, a request deadline
+// that fires mid-claim answers 503 timeout (and a retry with the same key
+// learns the outcome), and a failed commit answers 503 unavailable. The
+// engine's partition writer is held in its FaultHook to make each moment
+// deterministic.
+func TestShedding(t *testing.T) {
+	var armed, failing atomic.Bool
+	entered, release := make(chan struct{}, 16), make(chan struct{})
+	e := newEnv(t, envOption{
+		engineFails: true,
+		api:         func(c *Config) { c.RequestTimeout = time.Second },
+		eng: func(c *embedded.Config) {
+			c.InboxLenMax, c.BatchLenMax = 1, 1
+			c.FaultHook = func(point string) error {
+				if point != embedded.FaultBeforeCommit {
+					return nil
+				}
+				if failing.Load() {
+					return errors.New("disk on fire")
+				}
+				if armed.Load() {
+					entered <- struct{}{}
+					<-release
+				}
+				return nil
+			}
+		},
+	})
+	s := numSpot(0, 10)
+	e.basicHunt(s)
+	tokA, tokB, tokC := e.token("a"), e.token("b"), e.token("c")
+	armed.Store(true)
+	answers := make(chan resp, 2)
+	go func() { answers <- e.claim(tokA, "h1", s.id, "ka", s.lat, s.lon) }()
+	<-entered // the writer holds A's batch
+	go func() { answers <- e.claim(tokB, "h1", s.id, "kb", s.lat, s.lon) }()
+	waitFor(t, "B queued in the inbox", func() bool {
+		for _, st := range e.eng.Status() {
+			if st.Depth > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	r := e.claim(tokC, "h1", s.id, "kc", s.lat, s.lon)
+	checkProblem(t, "claim on a full inbox", r, http.StatusTooManyRequests, "overloaded")
+	if r.header.Get("Retry-After") != "1" {
+		t.Errorf("429 Retry-After = %q; want 1", r.header.Get("Retry-After"))
+	}
+	// A (and B) outlive their 1 s deadline while the writer is held.
+	for i := 0; i < 2; i++ {
+		checkProblem(t, "claim past its deadline", <-answers, http.StatusServiceUnavailable, "timeout")
+	}
+	armed.Store(false)
+	close(release)
+	for _, c := range []struct{ tok, key string }{{tokA, "ka"}, {tokB, "kb"}} {
+		again := e.claim(c.tok, "h1", s.id, c.key, s.lat, s.lon)
+		mustStatus(t, "retry after a timeout", again, http.StatusCreated)
+		if again.header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("retry after a timeout: not a replay; the first attempt was decided")
+		}
+	}
+	mustStatus(t, "claim C after the jam", e.claim(tokC, "h1", s.id, "kc", s.lat, s.lon), http.StatusCreated)
+
+	failing.Store(true)
+	tokD := e.token("d")
+	r = e.claim(tokD, "h1", s.id, "kd", s.lat, s.lon)
+	checkProblem(t, "claim whose commit fails", r, http.StatusServiceUnavailable, "unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	checkProblem(t, "readyz after a failed commit", e.do(req{method: "GET", path: "/readyz"}), http.StatusServiceUnavailable, "not_ready")
+	if got := e.wallet(tokD); got != 0 {
+		t.Fatalf("wallet after a failed commit = %d; want 0", got)
+	}
 }

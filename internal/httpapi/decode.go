@@ -82,7 +82,6 @@ func (it *objIter) next() bool {
 	}
 	it.started = true
 	start := it.i + 1
-	it.escaped = false
 	it.skipString()
 	it.key = it.b[start : it.i-1]
 	it.escaped = bytes.IndexByte(it.key, '\\') >= 0

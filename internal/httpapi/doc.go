@@ -32,14 +32,20 @@
 // and `aud` checked when configured, and `sub` a valid player id. Admin routes
 // (/v1/admin/*) take only the admin token, compared in constant time; any other
 // credential there, a player token included, is 401 (not 403: the admin realm
-// does not know players). The leaderboard is public unless around=me.
+// does not know players). The leaderboard is public unless around=me (a token
+// sent there anyway must be valid); /v1/consistency, /metrics, /healthz and
+// /readyz are public. A verified token is cached (bounded) with its expiry,
+// so a player's repeated requests skip the JWT parse; expiry is still checked
+// on every request.
 //
 // # Concurrency
 //
 // A Server is safe for concurrent use once New returns; it holds no per-request
 // state. The SSE hub (Feed) is called from the engine's partition writers
-// concurrently; it never blocks them: each subscriber has a bounded buffer, and
-// a subscriber whose buffer is full is disconnected.
+// concurrently and never blocks them, whatever its subscribers do: each hunt
+// has one bounded ring of recent frames that subscribers read at their own
+// pace, and a subscriber that falls further behind than the ring is
+// disconnected (feed.go).
 //
 // # Hotspot import
 //
@@ -48,5 +54,11 @@
 // item is bad, every item before it is imported and nothing from it on: the
 // 400 answer names the item's index and carries `imported` (the count of items
 // imported), so a client can fix the item and resend from there. Upserts are
-// idempotent, so resending the whole import is also correct.
+// idempotent, so resending the whole import is also correct. The same holds
+// when the body is cut off or exceeds its cap (413): the complete items read
+// before that point are imported, and `imported` says how many.
+//
+// Requests need no Content-Type for JSON bodies (curl -d sends a form type);
+// the import uses it to tell NDJSON (application/x-ndjson) from a JSON array,
+// and sniffs the first byte ('[' or '{') when it says neither.
 package httpapi

@@ -14,45 +14,62 @@ import (
 )
 
 // hub fans committed ClaimCompleted events out to SSE subscribers. It is an
-// engine.Sink: Committed runs on the partition writers' goroutines, so it
-// never blocks and never waits for a subscriber. Each subscriber has a
-// bounded channel of rendered frames; when a send would block, the
-// subscriber is marked dropped and its handler ends the stream (the client
-// reconnects; EventSource does so by itself). Frames of one partition reach
-// a subscriber in seq order; frames of different partitions interleave.
+// engine.Sink: Committed runs on the partition writers' goroutines, before
+// their callers are answered, so its cost must not grow with the number of
+// subscribers and it must never wait for one.
 //
-// The subscriber set is guarded by mu; Committed takes it shared, and skips
-// even that when nobody listens (count), so an API without subscribers adds
-// one atomic load per batch to the writers.
+// Each hunt with subscribers has one ring of its latest rendered frames.
+// Committed renders a frame once, puts it in the ring and wakes the readers
+// by closing the ring's wake channel (one operation, however many listen).
+// Each subscriber's handler keeps its own cursor and copies what it has not
+// sent yet; one that falls more than the ring's length behind has lost
+// frames and is disconnected (the client reconnects; EventSource does so by
+// itself). A slow subscriber thus costs the writers nothing. Frames of one
+// partition reach a subscriber in seq order; frames of different partitions
+// interleave.
+//
+// Locks: hub.mu guards the map of rings and the counts (Committed takes it
+// shared, and skips even that when nobody listens); ring.mu guards a ring's
+// frames, cursor and wake channel, held only to copy slice headers.
 type hub struct {
-	bufLen int
-	max    int
+	lagMax int // frames per ring: how far a subscriber may fall behind
+	max    int // subscribers
 	count  atomic.Int64
 	mu     struct {
 		sync.RWMutex
-		subs   map[hunt.HuntID]map[*subscriber]struct{}
+		rings  map[hunt.HuntID]*ring
 		closed bool
 	}
 	done chan struct{} // closed by close: every stream ends
 	once sync.Once
 }
 
-// subscriber is one SSE stream's queue.
-type subscriber struct {
-	hunt    hunt.HuntID
-	frames  chan []byte   // rendered frames; shared read-only between subscribers
-	dropped chan struct{} // closed when the subscriber fell behind
-	drop    sync.Once
+// ring is one hunt's latest frames.
+type ring struct {
+	subs int // guarded by hub.mu
+	mu   sync.Mutex
+	buf  [][]byte      // len lagMax; frame n is at buf[n%len]; frames are shared, read-only
+	next uint64        // frames ever added
+	wake chan struct{} // closed and replaced when a frame is added
 }
 
-func newHub(subscribersMax, bufLen int) *hub {
-	h := &hub{bufLen: bufLen, max: subscribersMax, done: make(chan struct{})}
-	h.mu.subs = map[hunt.HuntID]map[*subscriber]struct{}{}
+func newHub(subscribersMax, lagMax int) *hub {
+	h := &hub{lagMax: lagMax, max: subscribersMax, done: make(chan struct{})}
+	h.mu.rings = map[hunt.HuntID]*ring{}
 	return h
 }
 
-// subscribe adds a subscriber to a hunt's events, or errTooManySubscribers.
-func (h *hub) subscribe(id hunt.HuntID) (*subscriber, error) {
+// subscription is one stream's position in its hunt's ring.
+type subscription struct {
+	id     hunt.HuntID
+	ring   *ring
+	cursor uint64   // the next frame to send
+	batch  [][]byte // reused by read
+}
+
+// subscribe starts a subscription at the hunt's next frame, or
+// errTooManySubscribers, or errFeedClosed.
+func (h *hub) subscribe(id hunt.HuntID) (*subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.mu.closed {
@@ -61,36 +78,39 @@ func (h *hub) subscribe(id hunt.HuntID) (*subscriber, error) {
 	if h.count.Load() >= int64(h.max) {
 		return nil, errTooManySubscribers
 	}
-	sub := &subscriber{hunt: id, frames: make(chan []byte, h.bufLen), dropped: make(chan struct{})}
-	m := h.mu.subs[id]
-	if m == nil {
-		m = map[*subscriber]struct{}{}
-		h.mu.subs[id] = m
+	r := h.mu.rings[id]
+	if r == nil {
+		r = &ring{buf: make([][]byte, h.lagMax), wake: make(chan struct{})}
+		h.mu.rings[id] = r
 	}
-	m[sub] = struct{}{}
+	r.subs++
 	h.count.Add(1)
-	return sub, nil
+	r.mu.Lock()
+	cursor := r.next
+	r.mu.Unlock()
+	return &subscription{id: id, ring: r, cursor: cursor}, nil
 }
 
-func (h *hub) unsubscribe(sub *subscriber) {
+// unsubscribe ends a subscription; the last one of a hunt frees its ring.
+func (h *hub) unsubscribe(sub *subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.mu.subs[sub.hunt]
-	if _, ok := m[sub]; !ok {
+	if sub.ring == nil {
 		return
 	}
-	delete(m, sub)
-	if len(m) == 0 {
-		delete(h.mu.subs, sub.hunt)
+	sub.ring.subs--
+	if sub.ring.subs == 0 {
+		delete(h.mu.rings, sub.id)
 	}
+	sub.ring = nil
 	h.count.Add(-1)
 }
 
-// subscribers is the number of open streams.
+// subscribers is the number of open subscriptions.
 func (h *hub) subscribers() int { return int(h.count.Load()) }
 
-// Committed implements engine.Sink. A frame is rendered once per event that
-// has subscribers and shared by all of them.
+// Committed implements engine.Sink: one rendered frame per ClaimCompleted of
+// a hunt that has subscribers, whatever their number.
 func (h *hub) Committed(_ geo.Partition, batch []hunt.Event) {
 	if h.count.Load() == 0 {
 		return
@@ -102,19 +122,36 @@ func (h *hub) Committed(_ geo.Partition, batch []hunt.Event) {
 		if ev.Kind != hunt.KindClaimCompleted {
 			continue
 		}
-		subs := h.mu.subs[ev.Hunt]
-		if len(subs) == 0 {
-			continue
-		}
-		frame := appendClaimFrame(make([]byte, 0, 320), ev)
-		for sub := range subs {
-			select {
-			case sub.frames <- frame:
-			default:
-				sub.drop.Do(func() { close(sub.dropped) })
-			}
+		if r := h.mu.rings[ev.Hunt]; r != nil {
+			r.add(appendClaimFrame(make([]byte, 0, 320), ev))
 		}
 	}
+}
+
+func (r *ring) add(frame []byte) {
+	r.mu.Lock()
+	r.buf[r.next%uint64(len(r.buf))] = frame
+	r.next++
+	close(r.wake)
+	r.wake = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// read returns the frames after the subscription's cursor (valid until the
+// next read) and a channel closed when more arrive. behind reports that
+// frames were overwritten before this subscriber read them.
+func (s *subscription) read() (frames [][]byte, wake <-chan struct{}, behind bool) {
+	r := s.ring
+	s.batch = s.batch[:0]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next-s.cursor > uint64(len(r.buf)) {
+		return nil, r.wake, true
+	}
+	for ; s.cursor < r.next; s.cursor++ {
+		s.batch = append(s.batch, r.buf[s.cursor%uint64(len(r.buf))])
+	}
+	return s.batch, r.wake, false
 }
 
 // close ends every stream and refuses new ones.
@@ -179,33 +216,31 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	beat := time.NewTicker(s.cfg.HeartbeatEvery)
 	defer beat.Stop()
 	for {
-		select {
-		case <-r.Context().Done():
+		frames, wake, behind := sub.read()
+		if behind {
+			s.log.Info("sse subscriber dropped: it fell behind", "hunt", h.ID, "frames_max", s.cfg.SubscriberLagMax)
 			return
-		case <-s.feed.done:
-			return
-		case <-sub.dropped:
-			s.log.Info("sse subscriber dropped: it fell behind", "hunt", h.ID, "buffer_frames", cap(sub.frames))
-			return
-		case f := <-sub.frames:
-			// Write what is queued, then flush once.
+		}
+		if len(frames) > 0 {
 			_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
-			if _, err := w.Write(f); err != nil {
-				return
-			}
-			for more := true; more; {
-				select {
-				case f := <-sub.frames:
-					if _, err := w.Write(f); err != nil {
-						return
-					}
-				default:
-					more = false
+			for _, f := range frames {
+				if _, err := w.Write(f); err != nil {
+					return
 				}
 			}
 			if rc.Flush() != nil {
 				return
 			}
+		}
+		// wake is from the read above: if frames came while writing, it
+		// is closed already and the loop goes round at once, still
+		// noticing shutdown and a client that went away.
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.feed.done:
+			return
+		case <-wake:
 		case <-beat.C:
 			if !write([]byte(": heartbeat\n\n")) {
 				return

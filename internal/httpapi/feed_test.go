@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -167,7 +166,7 @@ func (w *blockingWriter) Write(b []byte) (int, error) {
 // TestEventsSlowSubscriberDropped: a subscriber that does not read is
 // disconnected once its buffer is full, and claims never wait for it.
 func TestEventsSlowSubscriberDropped(t *testing.T) {
-	e := newEnv(t, envOption{api: func(c *Config) { c.SubscriberBufLen = 2 }})
+	e := newEnv(t, envOption{api: func(c *Config) { c.SubscriberLagMax = 2 }})
 	s := numSpot(0, 100)
 	e.basicHunt(s)
 	w := &blockingWriter{header: http.Header{}, release: make(chan struct{})}
@@ -179,8 +178,8 @@ func TestEventsSlowSubscriberDropped(t *testing.T) {
 		e.api.Handler().ServeHTTP(w, r)
 	}()
 	waitFor(t, "the slow subscriber", func() bool { return e.api.feed.subscribers() == 1 })
-	// Its handler is stuck in its first write; five claims overflow its
-	// two-frame buffer. Every claim is answered all the same.
+	// Its handler is stuck in its first write; five claims overrun the
+	// hunt's two-frame ring. Every claim is answered all the same.
 	for i := 0; i < 5; i++ {
 		mustStatus(t, "claim past a stuck subscriber", e.claim(e.token("p"+string(rune('a'+i))), "h1", s.id, e.key(), s.lat, s.lon), http.StatusCreated)
 	}
@@ -195,47 +194,59 @@ func TestEventsSlowSubscriberDropped(t *testing.T) {
 	}
 }
 
-// TestHubNeverBlocks drives the hub alone: Committed returns with full
-// subscribers, drops exactly those, and skips other hunts and spends.
-func TestHubNeverBlocks(t *testing.T) {
-	h := newHub(10, 1)
-	slow, err := h.subscribe("h1")
-	if err != nil {
-		t.Fatal(err)
+// TestHubFanOut drives the hub alone: every subscriber of a hunt reads the
+// same frames in order, other hunts and spends are skipped, and a
+// subscriber that falls further behind than the ring is told so.
+func TestHubFanOut(t *testing.T) {
+	h := newHub(1000, 2)
+	subs := make([]*subscription, 500)
+	for i := range subs {
+		var err error
+		if subs[i], err = h.subscribe("h1"); err != nil {
+			t.Fatalf("subscribe %d: %v", i, err)
+		}
 	}
 	other, _ := h.subscribe("h2")
-	batch := []hunt.Event{
-		{Kind: hunt.KindClaimCompleted, Outcome: hunt.Granted, Hunt: "h1", Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: 1}},
+	claim := func(seq hunt.Seq) hunt.Event {
+		return hunt.Event{Kind: hunt.KindClaimCompleted, Outcome: hunt.Granted, Hunt: "h1", Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: seq}}
+	}
+	h.Committed(geo.Partition(1), []hunt.Event{
+		claim(1),
 		{Kind: hunt.KindSpendCompleted, Outcome: hunt.Spent, Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: 2}},
-		{Kind: hunt.KindClaimCompleted, Outcome: hunt.SoldOut, Hunt: "h1", Player: "q", Epoch: hunt.Epoch{Partition: 1, Seq: 3}},
+		claim(3),
+	})
+	for i, sub := range subs[:len(subs)-1] {
+		frames, _, behind := sub.read()
+		if behind || len(frames) != 2 || !strings.HasPrefix(string(frames[0]), "id: 1.1\n") || !strings.HasPrefix(string(frames[1]), "id: 1.3\n") {
+			t.Fatalf("subscriber %d read %q, behind %v; want frames 1.1 and 1.3", i, frames, behind)
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	returned := make(chan struct{})
-	go func() { h.Committed(geo.Partition(1), batch); close(returned) }()
-	select {
-	case <-returned:
-	case <-ctx.Done():
-		t.Fatalf("Committed blocked on a full subscriber")
+	if frames, _, behind := other.read(); behind || len(frames) != 0 {
+		t.Fatalf("subscriber of h2 read %q, behind %v; want nothing", frames, behind)
 	}
+	// The last subscriber has not read; a third frame overwrites 1.1 in the ring of two.
+	_, wake, _ := subs[0].read()
+	h.Committed(geo.Partition(1), []hunt.Event{claim(4)})
 	select {
-	case <-slow.dropped:
+	case <-wake:
 	default:
-		t.Fatalf("subscriber with a full buffer was not dropped")
+		t.Fatalf("a new frame did not wake the readers")
 	}
-	if got := string(<-slow.frames); !strings.HasPrefix(got, "id: 1.1\nevent: claim\n") {
-		t.Fatalf("first frame = %q; want the grant 1.1", got)
+	if _, _, behind := subs[len(subs)-1].read(); !behind {
+		t.Fatalf("a subscriber 3 frames behind a ring of 2 is not behind")
 	}
-	select {
-	case <-other.dropped:
-		t.Fatalf("subscriber of another hunt was dropped")
-	case f := <-other.frames:
-		t.Fatalf("subscriber of h2 got a frame of h1: %q", f)
-	default:
+	if frames, _, behind := subs[0].read(); behind || len(frames) != 1 {
+		t.Fatalf("an up-to-date subscriber read %q, behind %v; want the one new frame", frames, behind)
 	}
-	h.unsubscribe(slow)
-	h.unsubscribe(slow) // twice is harmless
-	if n := h.subscribers(); n != 1 {
-		t.Fatalf("subscribers = %d; want 1", n)
+	for _, sub := range subs {
+		h.unsubscribe(sub)
+	}
+	h.unsubscribe(subs[0]) // twice is harmless
+	if n := h.subscribers(); n != 1 || len(h.mu.rings) != 1 {
+		t.Fatalf("after unsubscribing h1: %d subscribers, %d rings; want 1 and 1", n, len(h.mu.rings))
+	}
+	h.close()
+	if _, err := h.subscribe("h1"); err == nil {
+		t.Fatalf("subscribe after close succeeded")
 	}
 }

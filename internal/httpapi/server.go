@@ -30,7 +30,7 @@ const (
 	RequestTimeoutDefault   = 5 * time.Second
 	AfterWaitMaxDefault     = 2 * time.Second
 	SubscribersMaxDefault   = 10_000
-	SubscriberBufLenDefault = 256 // SSE frames buffered per subscriber before it is dropped
+	SubscriberLagMaxDefault = 1024 // SSE frames a subscriber may fall behind before it is dropped
 	HeartbeatEveryDefault   = 15 * time.Second
 	RegionLenMaxDefault     = geo.PrefixLenDefault
 	ImportItemLenMax        = 64 << 10 // one NDJSON line
@@ -42,7 +42,6 @@ const (
 	LedgerLimitDefault      = 50
 	auditTimeout            = 10 * time.Minute
 	sseWriteTimeout         = 30 * time.Second
-	claimBodyBufLen         = 256 // pooled body buffers start at this size
 	renderBufLen            = 512
 )
 
@@ -81,9 +80,10 @@ type Config struct {
 	AfterWaitMax time.Duration
 	// SubscribersMax bounds concurrent SSE subscribers (beyond: 503); default 10,000.
 	SubscribersMax int
-	// SubscriberBufLen is the frames buffered per SSE subscriber; one that
-	// falls this far behind is disconnected. Default 256.
-	SubscriberBufLen int
+	// SubscriberLagMax is how many frames an SSE subscriber may fall behind
+	// its hunt's feed; one further behind is disconnected. Each hunt with
+	// subscribers keeps this many frames (~300 bytes each). Default 1024.
+	SubscriberLagMax int
 	// HeartbeatEvery is the interval of SSE heartbeat comments; default 15 s.
 	HeartbeatEvery time.Duration
 	// RegionLenMax is the longest leaderboard region (geohash prefix); default 4.
@@ -109,7 +109,7 @@ func (c *Config) Validate() error {
 	setDefault(&c.RequestTimeout, RequestTimeoutDefault)
 	setDefault(&c.AfterWaitMax, AfterWaitMaxDefault)
 	setDefault(&c.SubscribersMax, SubscribersMaxDefault)
-	setDefault(&c.SubscriberBufLen, SubscriberBufLenDefault)
+	setDefault(&c.SubscriberLagMax, SubscriberLagMaxDefault)
 	setDefault(&c.HeartbeatEvery, HeartbeatEveryDefault)
 	setDefault(&c.RegionLenMax, RegionLenMaxDefault)
 	if c.Clock == nil {
@@ -144,7 +144,7 @@ func (c *Config) Validate() error {
 		{"RequestTimeout", c.RequestTimeout < 0},
 		{"AfterWaitMax", c.AfterWaitMax < 0},
 		{"SubscribersMax", c.SubscribersMax < 0},
-		{"SubscriberBufLen", c.SubscriberBufLen < 0},
+		{"SubscriberLagMax", c.SubscriberLagMax < 0},
 		{"HeartbeatEvery", c.HeartbeatEvery < 0},
 		{"RegionLenMax", c.RegionLenMax < 0 || c.RegionLenMax > geo.PrefixLenMax},
 	} {
@@ -194,7 +194,7 @@ func New(cfg Config) (*Server, error) {
 		board:           cfg.Board,
 		log:             cfg.Logger,
 		auth:            newAuthenticator(cfg.Secret, cfg.AdminToken, cfg.Issuer, cfg.Audience, cfg.Clock),
-		feed:            newHub(cfg.SubscribersMax, cfg.SubscriberBufLen),
+		feed:            newHub(cfg.SubscribersMax, cfg.SubscriberLagMax),
 		partitions:      cfg.Engine.Partitions(),
 		claimLatency:    m.ClaimLatency(),
 		spendLatency:    m.SpendLatency(),
@@ -321,7 +321,7 @@ func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared by identity, as net/http does
+	if v == http.ErrAbortHandler { // net/http's own way to abort a response: let it through
 		panic(v)
 	}
 	s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))

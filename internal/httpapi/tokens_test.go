@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +174,44 @@ func TestMintTokenRefuses(t *testing.T) {
 		if tok, err := MintToken([]byte(c.secret), c.player, c.ttl, time.Now()); err == nil {
 			t.Errorf("MintToken(%q, %q, %v) = %q; want an error", c.secret, c.player, c.ttl, tok)
 		}
+	}
+}
+
+// TestTokenCache: a cached token still expires on time, a token that fails
+// is never cached, and the cache stays bounded.
+func TestTokenCache(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	a := newAuthenticator([]byte(testSecret), testAdmin, "", "", func() time.Time { return time.Unix(0, now.Load()) })
+	tok, _ := MintToken([]byte(testSecret), "alice", time.Hour, time.Unix(0, now.Load()))
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	for i := 0; i < 2; i++ { // a parse, then a hit
+		if p, err := a.player(r); err != nil || p != "alice" {
+			t.Fatalf("player(token) call %d = %q, %v; want alice", i, p, err)
+		}
+	}
+	if _, ok := a.cache.get(tok); !ok {
+		t.Fatalf("a verified token is not cached")
+	}
+	now.Add(int64(time.Hour))
+	if _, err := a.player(r); !errIsUnauthorized(err) {
+		t.Fatalf("player(cached token) at its expiry = %v; want errUnauthorized", err)
+	}
+	bad := badTokens(t)["wrong secret"]
+	r.Header.Set("Authorization", "Bearer "+bad)
+	_, _ = a.player(r)
+	if _, ok := a.cache.get(bad); ok {
+		t.Fatalf("a refused token was cached")
+	}
+	for i := 0; i < 3*tokenCacheLenMax; i++ {
+		a.cache.put("token-"+strconv.Itoa(i), cachedToken{player: "p"})
+	}
+	total := 0
+	for i := range a.cache.shards {
+		total += len(a.cache.shards[i].m)
+	}
+	if total > tokenCacheLenMax {
+		t.Fatalf("token cache holds %d entries; the bound is %d", total, tokenCacheLenMax)
 	}
 }

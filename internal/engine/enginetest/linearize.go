@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,13 +26,19 @@ import (
 // a grant which already sold a hotspot out, or a retry after a restart that
 // is decided a second time.
 //
-// Clients. Two clients per player, so a player's claims, spends and reads
-// race each other; every client walks the hotspots in the same order, so
-// they all contend for the same few tickets at once. One call in eight gets a
-// deadline of at most a few hundred microseconds (some are cancelled before
-// they are made): it ends "unknown", may still take effect, and is mostly
-// retried with the same key until it gets an answer (the checker merges the
-// attempts into one request); one unknown in four is left unresolved.
+// Clients. 16 clients in 4 teams; a team has 3 players, one of them played
+// by two clients so that its claims, spends and reads race each other, and 12
+// hotspots of 1-2 tickets that only its players claim, all walking them in
+// the same order so they contend for the same tickets at once. Teams share
+// the engine's partitions (each team's hotspots lie in three cities) but no
+// hotspot or player, so the history splits into one independent part per
+// team: porcupine's search is exponential in the clients that share a part,
+// and one 16-client part takes seconds to minutes where four 4-client parts
+// take milliseconds. One call in eight gets a deadline of at most a few
+// hundred microseconds (some are cancelled before they are made): it ends
+// "unknown", may still take effect, and is mostly retried with the same key
+// until it gets an answer (the checker merges the attempts into one request);
+// one unknown in four is left unresolved.
 //
 // Restart. In the Restart variant the engine is restarted when half the
 // operations are done: every call in flight is abandoned first (its context
@@ -41,15 +48,16 @@ import (
 // engine whose restart began; one that raced the restart has its Call time
 // before the stop, so the old engine's final state is a valid answer.
 //
-// Sizes keep the test within a few seconds with -race on two cores: 16
-// clients, 40 operations each, 12 hotspots of 1-3 tickets.
+// Sizes keep the test within a few seconds with -race on two cores.
 
 // Sizes and limits of the linearizability test.
 const (
-	linClients        = 16
-	linOpsPerClient   = 40
-	linSpots          = 12
-	linRetryMax       = 8                // attempts after an unknown answer, before giving up
+	linTeams          = 4
+	linTeamClients    = 4 // the first two play one player
+	linTeamSpots      = 12
+	linClients        = linTeams * linTeamClients
+	linOpsPerClient   = 100
+	linRetryMax       = 8 // attempts after an unknown answer, before giving up
 	linShortMax       = 300 * time.Microsecond
 	linCheckTimeout   = 60 * time.Second // porcupine's search; a linearizable history takes milliseconds
 	linRestartTimeout = 30 * time.Second // how long a client waits for the restarted engine
@@ -82,7 +90,6 @@ type linGen struct {
 type linLab struct {
 	t      *testing.T
 	hunt   hunt.HuntID
-	spots  []hunt.Hotspot
 	hist   audit.History
 	cur    atomic.Pointer[linGen]
 	abort  chan struct{} // closed when the test goroutine gives up
@@ -91,9 +98,14 @@ type linLab struct {
 	halfAt int64
 	stats  struct {
 		sync.Mutex
-		unknown, unresolved, granted, soldOut, spent int
-		perGen                                        map[int]int
+		linStats
 	}
+}
+
+// linStats says what the workload did, so a test that proved little fails.
+type linStats struct {
+	unknown, unresolved, granted, soldOut, spent int
+	perGen                                       map[int]int // definite answers per engine generation
 }
 
 func newGen(r *Running, n int) *linGen {
@@ -140,6 +152,7 @@ type linClient struct {
 	l      *linLab
 	id     int
 	player hunt.PlayerID
+	spots  []hunt.Hotspot // the team's
 	rng    *rand.Rand
 }
 
@@ -250,8 +263,8 @@ func (c *linClient) run() {
 		key := fmt.Sprintf("c%d-%d", c.id, j)
 		switch r := c.rng.IntN(100); {
 		case r < 55:
-			// Everyone walks the hotspots in the same order, a few at a time.
-			s := c.l.spots[(j*linSpots/linOpsPerClient+c.rng.IntN(3))%linSpots]
+			// The team walks its hotspots in the same order, two at a time.
+			s := c.spots[(j*linTeamSpots/linOpsPerClient+c.rng.IntN(2))%linTeamSpots]
 			req := claimReq(string(c.player), key, c.l.hunt, string(s.ID), place{s.Lat, s.Lon})
 			c.request(audit.Op{Kind: audit.OpClaim, Player: c.player, Hotspot: s.ID, Key: key}, claimInto(req))
 		case r < 75:
@@ -267,7 +280,41 @@ func (c *linClient) run() {
 	}
 }
 
+// LinearizableRun is what RecordLinearizable recorded.
+type LinearizableRun struct {
+	History          *audit.History
+	Tickets, Rewards map[hunt.HotspotID]int64 // of every hotspot, for audit.CheckLinearizable
+	stats            linStats
+}
+
+func (r *LinearizableRun) String() string {
+	st := r.stats
+	return fmt.Sprintf("%d operations (%d unknown, %d never resolved; %d granted, %d sold_out, %d spent; answers per engine %v)",
+		r.History.Len(), st.unknown, st.unresolved, st.granted, st.soldOut, st.spent, st.perGen)
+}
+
 func testLinearizable(t *testing.T, h Harness, restart bool) {
+	run := RecordLinearizable(t, h, restart)
+	start := time.Now()
+	ok, info, err := audit.CheckLinearizable(run.History, run.Tickets, run.Rewards, linCheckTimeout)
+	t.Logf("%v, checked in %v", run, time.Since(start).Round(time.Millisecond))
+	if !ok || err != nil {
+		path := filepath.Join(t.ArtifactDir(), "linearizability.html")
+		if verr := audit.VisualizePath(info, path); verr != nil {
+			path = fmt.Sprintf("(not written: %v)", verr)
+		}
+		t.Fatalf("CheckLinearizable(%v) = %v, %v; want true, nil; porcupine's view: %s (kept with go test -artifacts -outputdir DIR)",
+			run, ok, err, path)
+	}
+}
+
+// RecordLinearizable runs the linearizability test's workload on h (with a
+// restart in the middle if restart) and returns the history, unchecked. It
+// fails t if an engine call answers an error other than a timeout, a
+// shutdown or an overload, or if the workload did not contend (no grant, no
+// sold_out, or in the Restart variant no answer on either side of the
+// restart). Tests of the checker itself use it on engines with planted bugs.
+func RecordLinearizable(t *testing.T, h Harness, restart bool) *LinearizableRun {
 	l := &linLab{t: t, hunt: "linearize", abort: make(chan struct{}), half: make(chan struct{}),
 		halfAt: linClients * linOpsPerClient / 2}
 	l.stats.perGen = map[int]int{}
@@ -275,13 +322,15 @@ func testLinearizable(t *testing.T, h Harness, restart bool) {
 	l.cur.Store(gen)
 	mustPutHunt(t, gen.r, hunt.Hunt{ID: l.hunt, Name: "linearizability"})
 	tickets, rewards := map[hunt.HotspotID]int64{}, map[hunt.HotspotID]int64{}
-	for i := range linSpots {
-		// Three cities, so several partitions; 1-3 tickets; rewards 1-5.
-		s := spot(fmt.Sprintf("s%02d", i), cities[i%3].north(float64(i/3)*200), int64(1+i%3), int64(1+i%5), 1)
-		l.spots = append(l.spots, s)
+	var spots []hunt.Hotspot
+	for i := range linTeams * linTeamSpots {
+		// Three cities, so several partitions shared by every team; 1-2
+		// tickets; rewards 1-5.
+		s := spot(fmt.Sprintf("s%02d", i), cities[i%3].north(float64(i/3)*200), int64(1+i%2), int64(1+i%5), 1)
+		spots = append(spots, s)
 		tickets[s.ID], rewards[s.ID] = s.Tickets, s.Reward
 	}
-	mustImport(t, gen.r, l.hunt, l.spots...)
+	mustImport(t, gen.r, l.hunt, spots...)
 
 	var wg sync.WaitGroup
 	var once sync.Once
@@ -289,19 +338,24 @@ func testLinearizable(t *testing.T, h Harness, restart bool) {
 	defer stopClients() // a Fatal below must not leave clients logging after the test
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("client seed %d", seed)
-	players := make([]hunt.PlayerID, linClients/2)
-	for i := range players {
-		players[i] = hunt.PlayerID(fmt.Sprintf("p%d", i))
-	}
+	var players []hunt.PlayerID
 	for i := range linClients {
-		c := &linClient{l: l, id: i, player: players[i/2], rng: rand.New(rand.NewPCG(seed, uint64(i)))}
+		team, member := i/linTeamClients, max(i%linTeamClients-1, 0)
+		p := hunt.PlayerID(fmt.Sprintf("t%dp%d", team, member))
+		if !slices.Contains(players, p) {
+			players = append(players, p)
+		}
+		c := &linClient{l: l, id: i, player: p, spots: spots[team*linTeamSpots : (team+1)*linTeamSpots],
+			rng: rand.New(rand.NewPCG(seed, uint64(i)))}
 		wg.Go(c.run)
 	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
 
 	if restart {
 		select {
 		case <-l.half:
-		case <-l.abort:
+		case <-finished:
 		}
 		gen.stopping.Store(true)
 		gen.cancel() // abandon every call in flight: the clients see the connection drop
@@ -322,25 +376,14 @@ func testLinearizable(t *testing.T, h Harness, restart bool) {
 	}
 
 	l.stats.Lock()
-	st := l.stats
+	st := l.stats.linStats
 	l.stats.Unlock()
-	start := time.Now()
-	ok, info, err := audit.CheckLinearizable(&l.hist, tickets, rewards, linCheckTimeout)
-	t.Logf("%d operations (%d unknown, %d never resolved; %d granted, %d sold_out, %d spent; answers per engine %v), checked in %v",
-		l.hist.Len(), st.unknown, st.unresolved, st.granted, st.soldOut, st.spent, st.perGen, time.Since(start).Round(time.Millisecond))
-	if !ok || err != nil {
-		path := filepath.Join(t.ArtifactDir(), "linearizability.html")
-		if verr := audit.VisualizePath(info, path); verr != nil {
-			path = fmt.Sprintf("(not written: %v)", verr)
-		}
-		t.Fatalf("CheckLinearizable(%d operations) = %v, %v; want true, nil; porcupine's view: %s (kept with go test -artifacts)",
-			l.hist.Len(), ok, err, path)
-	}
-	// The workload must have contended: otherwise the check proved little.
+	// The workload must have contended: otherwise a check proves little.
 	if st.granted == 0 || st.soldOut == 0 {
 		t.Fatalf("workload saw %d grants and %d sold_out; want both > 0", st.granted, st.soldOut)
 	}
 	if restart && (st.perGen[0] == 0 || st.perGen[1] == 0) {
 		t.Fatalf("answers per engine = %v; want some from before and after the restart", st.perGen)
 	}
+	return &LinearizableRun{History: &l.hist, Tickets: tickets, Rewards: rewards, stats: st}
 }

@@ -184,3 +184,46 @@ func TestUnavailableAtOpen(t *testing.T) {
 	}
 	t.Logf("Open failed after %v", time.Since(start))
 }
+
+// TestRecheckAnswersLostWaits: a queued call whose published answer was lost
+// (Pub/Sub is at-most-once) is answered from the idempotency record and the log.
+func TestRecheckAnswersLostWaits(t *testing.T) {
+	srv := redistest.Start(t)
+	n := start(t, testConfig(srv, func(c *Config) { c.Consumer = "waiting" }))
+	other := start(t, testConfig(srv, func(c *Config) { c.Consumer = "other"; c.Direct = true }))
+	hs := putFixture(t, n.Engine, 1, 5)
+	ctx := context.Background()
+	req := claimAt("p1", "k1", hs[0])
+	first, err := other.Claim(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A wait as decideQueued registers it, whose answer never comes.
+	w := &waiter{rid: "lost.1", player: req.Player, key: req.Key, fp: strconv.FormatUint(req.Fingerprint(), 10),
+		since: time.Now(), done: make(chan waitResult, 1)}
+	n.waiters.add(w)
+	reused := &waiter{rid: "lost.2", player: req.Player, key: req.Key, fp: "12345", since: time.Now(), done: make(chan waitResult, 1)}
+	n.waiters.add(reused)
+	n.recheck(ctx, 0)
+	select {
+	case res := <-w.done:
+		a, err := parseAnswer(res.msg)
+		var ev hunt.Event
+		if err != nil || res.err != nil || decodeEvent(a.event, &ev) != nil || ev != first.Event || a.rid == w.rid {
+			t.Fatalf("recheck answered %q, %v; want the decision %v made by another request", res.msg, res.err, first.Event.Epoch)
+		}
+	default:
+		t.Fatal("recheck did not answer a wait whose decision is recorded")
+	}
+	select {
+	case res := <-reused.done:
+		if res.msg != "err key_reused" {
+			t.Fatalf("recheck answered %q for another fingerprint; want err key_reused", res.msg)
+		}
+	default:
+		t.Fatal("recheck did not answer a wait whose key was used for another request")
+	}
+	if n.waiters.len() != 0 {
+		t.Errorf("waiters after recheck = %d; want 0", n.waiters.len())
+	}
+}

@@ -437,8 +437,12 @@ func (e *Engine) listen(ctx context.Context, ps *goredis.PubSub) {
 		}
 		switch m := msg.(type) {
 		case *goredis.Subscription:
-			// (Re)subscribed: answers published while we were away are lost.
-			go e.recheck(ctx, 0)
+			// (Re)subscribed: answers published while we were away are lost;
+			// the maintenance loop asks Redis for the waiting calls' decisions.
+			select {
+			case e.recheckNow <- struct{}{}:
+			default:
+			}
 		case *goredis.Message:
 			rid, ans, ok := strings.Cut(m.Payload, " ")
 			if ok {

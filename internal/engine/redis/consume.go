@@ -236,7 +236,17 @@ func (e *Engine) deadLetter(ctx context.Context, en entry, deliveries int64) {
 // samples the backlog into Status and Metrics.ConsumerLag, and re-checks
 // long waits whose published answer may have been lost.
 func (e *Engine) maintain(ctx context.Context) {
-	for pause(ctx, e.cfg.MaintenanceInterval) {
+	t := time.NewTicker(e.cfg.MaintenanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.recheckNow: // the answer channel was (re)subscribed
+			e.recheck(ctx, 0)
+			continue
+		case <-t.C:
+		}
 		if up, _, _ := e.avail.get(); !up {
 			continue
 		}

@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,16 +105,17 @@ type Engine struct {
 	inflight    atomic.Int64
 	waiters     waiters
 
-	hsMu      sync.RWMutex
-	hsLookups singleflight.Group
-	hsCache   map[hsKey]geo.Partition
-	sinks     []engine.Sink
-	avail     availability
-	kick      chan struct{}
-	running   atomic.Bool
-	started   chan struct{} // closed when Run has started
-	stopping  chan struct{} // closed when Run's context is done
-	closed    atomic.Bool
+	hsMu       sync.RWMutex
+	hsLookups  singleflight.Group
+	hsCache    map[hsKey]geo.Partition
+	sinks      []engine.Sink
+	avail      availability
+	kick       chan struct{} // asks the health loop to probe now
+	recheckNow chan struct{} // asks the maintenance loop to re-check every waiting call
+	running    atomic.Bool
+	started    chan struct{} // closed when Run has started
+	stopping   chan struct{} // closed when Run's context is done
+	closed     atomic.Bool
 
 	// testHookAfterRead, when set, is called with every batch a reader took
 	// from the request streams; true drops the batch unprocessed and
@@ -251,6 +253,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		incarnation: randomHex(6),
 		hsCache:     make(map[hsKey]geo.Partition),
 		kick:        make(chan struct{}, 1),
+		recheckNow:  make(chan struct{}, 1),
 		started:     make(chan struct{}),
 		stopping:    make(chan struct{}),
 	}
@@ -513,6 +516,7 @@ func (e *Engine) Status() []engine.Status {
 func (e *Engine) healthLoop(ctx context.Context) {
 	t := time.NewTicker(e.cfg.HealthInterval)
 	defer t.Stop()
+	slow := 0 // consecutive probes that timed out
 	for {
 		select {
 		case <-ctx.Done():
@@ -530,9 +534,18 @@ func (e *Engine) healthLoop(ctx context.Context) {
 			return
 		}
 		if err != nil {
+			// A refused or broken connection is an outage at once; one slow
+			// answer on a loaded machine is not (calls time out on their own).
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+				if slow++; slow < 2 {
+					continue
+				}
+			}
 			e.markDown(err)
 			continue
 		}
+		slow = 0
 		if e.avail.set(true, nil) {
 			e.met.Retries.WithLabelValues("reconnect").Inc()
 			e.log.Warn("redis engine: redis is back; taking claims again")

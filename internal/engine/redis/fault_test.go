@@ -380,3 +380,34 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestHungRedis: a Redis that stops answering (SIGSTOP) makes calls fail
+// with ErrUnavailable, never hang and never succeed; Ready fails; when it
+// answers again the nodes take claims by themselves.
+func TestHungRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	short := func(c *Config) { c.CallTimeout = 300 * time.Millisecond }
+	q := start(t, testConfig(srv, short, func(c *Config) { c.Consumer = "queued" }))
+	d := start(t, testConfig(srv, short, func(c *Config) { c.Consumer = "direct"; c.Direct = true }))
+	hs := putFixture(t, q.Engine, 2, 100)
+	ctx := context.Background()
+	srv.Pause()
+	for i, n := range []*node{q, d} {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		res, err := n.Claim(cctx, claimAt(fmt.Sprintf("p%d", i), "k", hs[i]))
+		cancel()
+		if !errors.Is(err, engine.ErrUnavailable) {
+			t.Errorf("%s: Claim on a hung Redis = %+v, %v; want ErrUnavailable", n.Consumer(), res, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "Ready to fail on a hung Redis", func() bool { return q.Ready() != nil && d.Ready() != nil })
+	srv.Resume()
+	waitFor(t, 10*time.Second, "Ready again", func() bool { return q.Ready() == nil && d.Ready() == nil })
+	for i, n := range []*node{q, d} {
+		// The first attempt may have been queued and decided since: a retry gets that decision.
+		res, err := n.Claim(ctx, claimAt(fmt.Sprintf("p%d", i), "k", hs[i]))
+		if err != nil || res.Event.Outcome != hunt.Granted {
+			t.Errorf("%s: Claim after the hang = %+v, %v; want granted", n.Consumer(), res, err)
+		}
+	}
+}

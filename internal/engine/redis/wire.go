@@ -70,6 +70,7 @@ func decodeEvent(s string, e *hunt.Event) error {
 		Reason:      f[19],
 	}
 	if bad || (e.Kind != hunt.KindClaimCompleted && e.Kind != hunt.KindSpendCompleted) || !e.Outcome.Valid() ||
+		!geo.ValidCoord(e.Lat, e.Lon) || math.IsInf(e.Lat, 0) || math.IsInf(e.Lon, 0) ||
 		p < 0 || p > geo.PartitionsMax || seq <= 0 {
 		return fmt.Errorf("%w: event %q", errCorrupt, s)
 	}
@@ -89,7 +90,7 @@ func parseAnswer(s string) (answer, error) {
 	switch {
 	case ok && head == "ok":
 		rid, ev, ok := strings.Cut(rest, " ")
-		if ok {
+		if ok && rid != "" {
 			return answer{rid: rid, event: ev}, nil
 		}
 	case ok && head == "err" && rest != "":

@@ -136,9 +136,17 @@ func (s *Server) Kill() {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // a paused process dies only once continued
 	<-s.exited
 	s.cmd = nil
 }
+
+// Pause stops the process (SIGSTOP): connections stay open, nothing answers,
+// as with a hung Redis. Resume continues it.
+func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Restart starts the server again on the same port and data directory.
 func (s *Server) Restart() {
