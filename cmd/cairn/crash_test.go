@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnhq/cairn/internal/engine/redis/redistest"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/hunt"
 )
@@ -161,8 +162,23 @@ func TestCrashKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a real server; skipped with -short")
 	}
+	crashLoop(t, 20)
+}
+
+// TestCrashKill9Redis is the same loop with the node on a Redis store
+// (appendfsync always): the Cairn node is killed 10 times; Redis stays up.
+func TestCrashKill9Redis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a real server; skipped with -short")
+	}
+	srv := redistest.Start(t)
+	crashLoop(t, 10, "--store", srv.URL())
+}
+
+// crashLoop drives claims at a `cairn serve` started with extra flags and
+// kill -9s it kills times (see TestCrashKill9).
+func crashLoop(t *testing.T, kills int, extra ...string) {
 	const (
-		kills      = 20
 		players    = 200
 		hotspots   = 40
 		tickets    = 120
@@ -176,7 +192,7 @@ func TestCrashKill9(t *testing.T) {
 	bin := cairnBinary(t)
 	data := t.TempDir()
 	addr := freeAddr(t)
-	p := startServe(t, bin, data, addr)
+	p := startServe(t, bin, data, addr, extra...)
 	defer func() { p.kill() }()
 
 	c := &crashClient{http: &http.Client{Timeout: 5 * time.Second}, base: p.base, token: map[hunt.PlayerID]string{}}
@@ -251,7 +267,7 @@ func TestCrashKill9(t *testing.T) {
 		close(work)
 		wg.Wait()
 		timer.Stop()
-		p = startServe(t, bin, data, addr)
+		p = startServe(t, bin, data, addr, extra...)
 	}
 
 	// Every acknowledged grant replays, identically, after all the crashes.

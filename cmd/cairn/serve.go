@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairnhq/cairn/internal/audit"
-	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/leaderboard"
 	"github.com/cairnhq/cairn/internal/telemetry"
@@ -34,6 +33,10 @@ type serveFlags struct {
 	partitions int
 	demo       bool
 	logLevel   string
+
+	redisPool     int
+	redisMode     string
+	allowVolatile bool
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,8 +46,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.addr, "addr", envOr("CAIRN_ADDR", "127.0.0.1:8080"), "listen address (env CAIRN_ADDR)")
 	fs.StringVar(&f.data, "data", envOr("CAIRN_DATA", "./cairn-data"), "data directory: the embedded store and generated secrets (env CAIRN_DATA)")
 	fs.StringVar(&f.store, "store", envOr("CAIRN_STORE", "embedded"), "embedded, or redis://host:port/db (env CAIRN_STORE)")
-	fs.IntVar(&f.partitions, "partitions", geo.PartitionsDefault, "log partitions (fixed when the store is created)")
+	fs.IntVar(&f.partitions, "partitions", 0, "log partitions, fixed when a store is created (0: 64, or what an existing embedded store has)")
 	fs.BoolVar(&f.demo, "demo", false, "create a demo hunt around Paris and print how to claim a ticket")
+	fs.IntVar(&f.redisPool, "redis-pool-size", 0, "Redis: connections for commands (0 = 10 per CPU)")
+	fs.StringVar(&f.redisMode, "redis-mode", "direct", "Redis: direct (the receiving node calls the Function) or stream (queue on the partition's request stream)")
+	fs.BoolVar(&f.allowVolatile, "allow-volatile-redis", false, "Redis: serve even if Redis may lose acknowledged writes (no AOF or appendfsync not always)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return errUsage

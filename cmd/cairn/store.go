@@ -5,23 +5,36 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/engine/embedded"
+	"github.com/cairnhq/cairn/internal/engine/redis"
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
-// closingEngine is an engine that can be closed (every engine can).
-type closingEngine = engine.Engine
-
-func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetry.Metrics) (closingEngine, error) {
+// openEngine opens the store --store names: the embedded Pebble store under
+// <data>/store, or a Redis engine for redis:// and rediss:// URLs.
+func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetry.Metrics) (engine.Engine, error) {
 	switch {
 	case f.store == "embedded":
 		return embedded.Open(embedded.Config{
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
 		})
+	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://"):
+		var direct bool
+		switch f.redisMode {
+		case "direct":
+			direct = true
+		case "stream":
+		default:
+			return nil, fmt.Errorf("--redis-mode %q: want direct or stream", f.redisMode)
+		}
+		return redis.Open(ctx, redis.Config{
+			URL: f.store, PoolSize: f.redisPool, Partitions: f.partitions,
+			AllowVolatile: f.allowVolatile, Direct: direct, Logger: log, Metrics: m,
+		})
 	default:
-		return nil, fmt.Errorf("--store %q: want embedded or redis://host:port/db", f.store)
+		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db or rediss://host:port/db", f.store)
 	}
 }
-
