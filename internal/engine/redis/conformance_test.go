@@ -37,3 +37,16 @@ func TestConformanceDirect(t *testing.T) {
 		return &harness{srv: redistest.Start(t), mods: []func(*Config){func(c *Config) { c.Direct = true }}}
 	})
 }
+
+// TestLinearizablePipeline and TestLinearizableDirect record concurrent
+// histories (with timeouts and a restart as unknown outcomes) and check them
+// with porcupine (issue 5, item 2).
+func TestLinearizablePipeline(t *testing.T) {
+	enginetest.Linearizable(t, func(t *testing.T) enginetest.Harness { return &harness{srv: redistest.Start(t)} })
+}
+
+func TestLinearizableDirect(t *testing.T) {
+	enginetest.Linearizable(t, func(t *testing.T) enginetest.Harness {
+		return &harness{srv: redistest.Start(t), mods: []func(*Config){func(c *Config) { c.Direct = true }}}
+	})
+}
