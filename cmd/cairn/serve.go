@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,9 +35,20 @@ type serveFlags struct {
 	demo       bool
 	logLevel   string
 
+	pprofAddr     string
 	redisPool     int
 	redisMode     string
 	allowVolatile bool
+
+	// Abuse limits and the admin listener (httpapi.Config).
+	claimRate      float64
+	claimBurst     int
+	ipRate         float64
+	ipBurst        int
+	trustedProxies prefixList
+	adminAddr      string
+	// faultHook is the test-only embedded FaultHook (faulthook.go); nil in production.
+	faultHook func(point string) error
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,10 +60,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.store, "store", envOr("CAIRN_STORE", "embedded"), "embedded, or redis://host:port/db (env CAIRN_STORE)")
 	fs.IntVar(&f.partitions, "partitions", 0, "log partitions, fixed when a store is created (0: 64, or what an existing embedded store has)")
 	fs.BoolVar(&f.demo, "demo", false, "create a demo hunt around Paris and print how to claim a ticket")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address; off when empty")
 	fs.IntVar(&f.redisPool, "redis-pool-size", 0, "Redis: connections for commands (0 = 10 per CPU)")
 	fs.StringVar(&f.redisMode, "redis-mode", "direct", "Redis: direct (the receiving node calls the Function) or stream (queue on the partition's request stream)")
 	fs.BoolVar(&f.allowVolatile, "allow-volatile-redis", false, "Redis: serve even if Redis may lose acknowledged writes (no AOF or appendfsync not always)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.Float64Var(&f.claimRate, "claim-rate", httpapi.ClaimRateDefault, "claims and spends per second per player, sustained (0 = no limit)")
+	fs.IntVar(&f.claimBurst, "claim-burst", httpapi.ClaimBurstDefault, "claims and spends per player at once (token bucket size)")
+	fs.Float64Var(&f.ipRate, "ip-rate", 0, "requests per second per client address (IPv6: per /64); 0 = off, as per-IP limits belong at the edge")
+	fs.IntVar(&f.ipBurst, "ip-burst", 0, "requests per client address at once (0 = twice --ip-rate)")
+	fs.Var(&f.trustedProxies, "trusted-proxy", "CIDR of a proxy whose X-Forwarded-For the per-IP limit believes (repeatable, or comma-separated)")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve /v1/admin/* (and the probes) on this address only, not on --addr; empty = together")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -60,6 +79,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	hook, err := testFaultHook(os.Getenv, f.store, log)
+	if err != nil {
+		return err
+	}
+	f.faultHook = hook
+	claimRate := f.claimRate
+	if claimRate == 0 {
+		claimRate = httpapi.LimitOff
+	}
 
 	secret, adminToken, created, err := ensureSecrets(f.data)
 	if err != nil {
@@ -85,6 +113,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := httpapi.New(httpapi.Config{
 		Engine: eng, Board: board, Secret: secret, AdminToken: adminToken,
 		Logger: log, Metrics: metrics, Registry: reg,
+		ClaimRate: claimRate, ClaimBurst: f.claimBurst, IPRate: f.ipRate, IPBurst: f.ipBurst,
+		TrustedProxies: f.trustedProxies, AdminSeparate: f.adminAddr != "",
 		Audit: func(ctx context.Context) (any, bool, error) {
 			r, err := audit.Check(ctx, eng, board)
 			return r, r.OK, err
@@ -107,6 +137,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	httpSrv := httpapi.NewHTTPServer(f.addr, srv.Handler())
 	httpSrv.RegisterOnShutdown(srv.EndStreams) // SSE streams never end by themselves
+	type served struct {
+		srv *http.Server
+		ln  net.Listener
+	}
+	servers := []served{{httpSrv, ln}}
+	if f.adminAddr != "" {
+		adminLn, err := net.Listen("tcp", f.adminAddr)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, served{httpapi.NewHTTPServer(f.adminAddr, srv.AdminHandler()), adminLn})
+		log.Info("admin routes served on their own listener", "admin_addr", adminLn.Addr().String())
+	}
 
 	// Three lifetimes: HTTP stops first (requests in flight finish), then the
 	// engine drains its inboxes, then the projection stops.
@@ -127,19 +170,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	printBanner(stdout, f, ln.Addr().String(), secret)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if f.pprofAddr != "" {
+		stopPprof, err := servePprof(f.pprofAddr, log)
+		if err != nil {
 			return err
 		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		log.Info("shutting down: finishing requests in flight")
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGraceMax)
-		defer cancel()
-		return httpSrv.Shutdown(sctx)
-	})
+		defer stopPprof()
+	}
+	for _, s := range servers {
+		g.Go(func() error {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			log.Info("shutting down: finishing requests in flight", "addr", s.ln.Addr().String())
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGraceMax)
+			defer cancel()
+			return s.srv.Shutdown(sctx)
+		})
+	}
 	g.Go(func() error {
 		select {
 		case err := <-engDone:
@@ -175,4 +227,30 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// prefixList is a repeatable flag of CIDRs (each value may hold several,
+// comma-separated).
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	if l == nil {
+		return ""
+	}
+	ss := make([]string, len(*l))
+	for i, p := range *l {
+		ss[i] = p.String()
+	}
+	return strings.Join(ss, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("want a CIDR such as 10.0.0.0/8: %w", err)
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 	case f.store == "embedded":
 		return embedded.Open(embedded.Config{
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
+			FaultHook: f.faultHook,
 		})
 	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://"):
 		var direct bool

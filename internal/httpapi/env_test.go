@@ -76,6 +76,10 @@ func newEnv(t testing.TB, opt envOption) *testEnv {
 	cfg := Config{
 		Engine: eng, Board: board, Secret: []byte(testSecret), AdminToken: testAdmin,
 		Metrics: metrics, Registry: reg,
+		// Most tests send many requests as one player; the per-player limit,
+		// on in production, is off here unless a test (abuse_test.go) sets
+		// ClaimRate back to 0, the default.
+		ClaimRate: LimitOff,
 	}
 	if opt.api != nil {
 		opt.api(&cfg)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/geo"
@@ -99,6 +102,29 @@ type Config struct {
 	// Audit, if set, answers GET /v1/admin/audit: 200 with the report when ok,
 	// 409 invariant_violated with the report as the `report` member otherwise.
 	Audit func(ctx context.Context) (report any, ok bool, err error)
+
+	// ClaimRate is each player's sustained rate of writes per second (claims
+	// and spends share one bucket), ClaimBurst how many may come at once.
+	// 0 means ClaimRateDefault and ClaimBurstDefault: the limit is on unless
+	// ClaimRate is LimitOff. Beyond it: 429 rate_limited with Retry-After.
+	// The in-process buckets refill by the wall clock, not by Clock.
+	ClaimRate  float64
+	ClaimBurst int
+	// PlayerLimiter, if set, replaces the in-process per-player buckets (for
+	// one limiter shared by every node); ClaimRate and ClaimBurst are unused then.
+	PlayerLimiter Limiter
+	// IPRate and IPBurst limit each client address (IPv6: each /64) on every
+	// route but /healthz and /readyz. IPRate 0 (the default) is off: per-IP
+	// limits belong at the edge. IPBurst 0 means twice IPRate.
+	IPRate  float64
+	IPBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For the IP limit believes.
+	TrustedProxies []netip.Prefix
+	// LimitKeysMax bounds the keys each in-process limiter tracks; default LimitKeysMaxDefault.
+	LimitKeysMax int
+	// AdminSeparate serves the admin routes (/v1/admin/*) only from
+	// AdminHandler, for a listener of their own; Handler answers them 404.
+	AdminSeparate bool
 }
 
 // Validate fills the defaults and checks every field, joining every problem.
@@ -112,6 +138,12 @@ func (c *Config) Validate() error {
 	setDefault(&c.SubscriberLagMax, SubscriberLagMaxDefault)
 	setDefault(&c.HeartbeatEvery, HeartbeatEveryDefault)
 	setDefault(&c.RegionLenMax, RegionLenMaxDefault)
+	setDefault(&c.ClaimRate, ClaimRateDefault)
+	setDefault(&c.ClaimBurst, ClaimBurstDefault)
+	if c.IPRate > 0 && c.IPRate <= limitRateMax && c.IPBurst == 0 {
+		c.IPBurst = max(1, int(math.Ceil(2*c.IPRate)))
+	}
+	setDefault(&c.LimitKeysMax, LimitKeysMaxDefault)
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -147,6 +179,11 @@ func (c *Config) Validate() error {
 		{"SubscriberLagMax", c.SubscriberLagMax < 0},
 		{"HeartbeatEvery", c.HeartbeatEvery < 0},
 		{"RegionLenMax", c.RegionLenMax < 0 || c.RegionLenMax > geo.PrefixLenMax},
+		{"ClaimRate", c.ClaimRate != LimitOff && !(c.ClaimRate > 0 && c.ClaimRate <= limitRateMax)},
+		{"ClaimBurst", c.ClaimBurst < 1 || c.ClaimBurst > math.MaxInt32},
+		{"IPRate", !(c.IPRate >= 0 && c.IPRate <= limitRateMax)},
+		{"IPBurst", c.IPBurst < 0 || c.IPBurst > math.MaxInt32},
+		{"LimitKeysMax", c.LimitKeysMax < 0},
 	} {
 		if p.bad {
 			errs = append(errs, fmt.Errorf("httpapi: %s is out of range", p.name))
@@ -171,7 +208,13 @@ type Server struct {
 	auth       *authenticator
 	feed       *hub
 	handler    http.Handler
+	admin      http.Handler // AdminSeparate: the admin routes; else nil
 	partitions int
+
+	// playerLimit and ipLimit are nil when off (limit.go).
+	playerLimit, ipLimit           Limiter
+	shedRateLimited, shedIPLimited prometheus.Counter
+	limitErrLog                    rate.Sometimes
 
 	claimLatency, spendLatency prometheus.Observer
 	// Refusals decided here; the engine counts its own (overloaded,
@@ -201,14 +244,61 @@ func New(cfg Config) (*Server, error) {
 		shedTimeout:     m.Shed.WithLabelValues("timeout"),
 		shedNotCaughtUp: m.Shed.WithLabelValues("not_caught_up"),
 		shedSubscribers: m.Shed.WithLabelValues("too_many_subscribers"),
+		shedRateLimited: m.Shed.WithLabelValues("rate_limited"),
+		shedIPLimited:   m.Shed.WithLabelValues("ip_rate_limited"),
+		limitErrLog:     rate.Sometimes{Interval: 10 * time.Second},
+	}
+	if err := s.newLimiters(); err != nil {
+		return nil, err
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, renderBufLen); return &b }
-	s.handler = s.routes()
+	if cfg.AdminSeparate {
+		s.handler = s.routes(func(path string) bool { return !isAdminPath(path) })
+		s.admin = s.routes(func(path string) bool { return isAdminPath(path) || isProbePath(path) })
+	} else {
+		s.handler = s.routes(func(string) bool { return true })
+	}
 	return s, nil
 }
 
-// Handler returns the handler of every route.
+// newLimiters builds the configured limiters (limit.go).
+func (s *Server) newLimiters() error {
+	c := &s.cfg
+	switch {
+	case c.PlayerLimiter != nil:
+		s.playerLimit = c.PlayerLimiter
+	case c.ClaimRate != LimitOff:
+		b, err := NewBuckets(BucketsConfig{Rate: c.ClaimRate, Burst: c.ClaimBurst, KeysMax: c.LimitKeysMax})
+		if err != nil {
+			return err
+		}
+		s.playerLimit = b
+	}
+	if c.IPRate > 0 {
+		b, err := NewBuckets(BucketsConfig{Rate: c.IPRate, Burst: c.IPBurst, KeysMax: c.LimitKeysMax})
+		if err != nil {
+			return err
+		}
+		s.ipLimit = b
+	}
+	return nil
+}
+
+func isAdminPath(path string) bool { return strings.HasPrefix(path, "/v1/admin/") }
+
+// isProbePath: the routes an operator's listener serves besides the admin ones.
+func isProbePath(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics"
+}
+
+// Handler returns the handler of every route (every route but the admin
+// ones when Config.AdminSeparate is set).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminHandler returns the handler of the admin routes and the probes
+// (/healthz, /readyz, /metrics) when Config.AdminSeparate is set, for a
+// listener of its own; nil otherwise.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 // Feed returns the SSE hub, to Subscribe on the engine before it runs.
 func (s *Server) Feed() engine.Sink { return s.feed }
@@ -242,7 +332,8 @@ type route struct {
 	long         bool
 }
 
-func (s *Server) routes() http.Handler {
+// routes builds the handler of the routes whose path keep accepts.
+func (s *Server) routes(keep func(path string) bool) http.Handler {
 	table := []route{
 		{"PUT", "/v1/admin/hunts/{hunt}", s.putHunt, false},
 		{"GET", "/v1/admin/hunts/{hunt}", s.adminGetHunt, false},
@@ -251,12 +342,12 @@ func (s *Server) routes() http.Handler {
 		{"GET", "/v1/admin/audit", s.audit, true},
 		{"GET", "/v1/hunts/{hunt}", s.getHunt, false},
 		{"GET", "/v1/hunts/{hunt}/hotspots", s.nearby, false},
-		{"POST", "/v1/hunts/{hunt}/hotspots/{id}/claim", s.claim, false},
+		{"POST", "/v1/hunts/{hunt}/hotspots/{id}/claim", s.limitPlayer(s.claim), false},
 		{"GET", "/v1/hunts/{hunt}/leaderboard", s.leaderboard, false},
 		{"GET", "/v1/hunts/{hunt}/events", s.events, true},
 		{"GET", "/v1/wallet", s.wallet, false},
 		{"GET", "/v1/wallet/ledger", s.ledger, false},
-		{"POST", "/v1/wallet/spend", s.spend, false},
+		{"POST", "/v1/wallet/spend", s.limitPlayer(s.spend), false},
 		{"GET", "/v1/consistency", s.consistency, false},
 		{"GET", "/metrics", s.metrics(), false},
 		{"GET", "/healthz", s.healthz, false},
@@ -265,6 +356,9 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range table {
+		if !keep(rt.path) {
+			continue
+		}
 		h := rt.h
 		if !rt.long {
 			h = s.withDeadline(s.cfg.RequestTimeout, h)
@@ -290,9 +384,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %s", errNotFound, r.URL.Path), nil)
 	})
+	h := s.limitIP(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer s.recoverPanic(w, r)
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -305,11 +400,17 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// withDeadline puts the request under a deadline.
+// withDeadline puts the request under a deadline. The connection's read
+// deadline moves to the same instant: a context does not interrupt a body
+// read, so without it a client trickling its body would hold the handler
+// until the server's ReadTimeout. (net/http resets the read deadline for
+// the connection's next request.)
 func (s *Server) withDeadline(d time.Duration, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		deadline := time.Now().Add(d)
+		ctx, cancel := context.WithDeadline(r.Context(), deadline)
 		defer cancel()
+		_ = http.NewResponseController(w).SetReadDeadline(deadline)
 		h(w, r.WithContext(ctx))
 	}
 }

@@ -180,16 +180,18 @@ func (l *skiplist) unlink(x *node, update *[skipLevelMax]*node) {
 // setScore changes x's score: in place when its rank does not change, else
 // unlink and relink the same node (no allocation either way).
 func (l *skiplist) setScore(x *node, score int64) {
-	var update [skipLevelMax]*node
-	l.path(x.score, x.player, &update)
-	if update[0].level[0].next != x {
-		panic("leaderboard: skiplist invariant: node not found at its own key")
-	}
+	// The neighbours decide whether the rank changes: check them before
+	// paying for a search path.
 	next := x.level[0].next
 	if (x.back == nil || before(x.back.score, x.back.player, score, x.player)) &&
 		(next == nil || before(score, x.player, next.score, next.player)) {
 		x.score = score
 		return
+	}
+	var update [skipLevelMax]*node
+	l.path(x.score, x.player, &update)
+	if update[0].level[0].next != x {
+		panic("leaderboard: skiplist invariant: node not found at its own key")
 	}
 	l.unlink(x, &update)
 	x.score = score

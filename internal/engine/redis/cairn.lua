@@ -1,5 +1,5 @@
 #!lua name=cairn
--- cairn-version: 1
+-- cairn-version: 2
 --
 -- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
 -- REPLACE by internal/engine/redis when the library in Redis is missing or
@@ -172,6 +172,9 @@ end
 -- Acknowledge the stream entry that carried the request (atomically with its
 -- decision: it is never left pending once decided) and tell the waiting node.
 local function finish(kreq, group, entry, chan, rid, answer)
+  -- An error reply (a corrupt record) is returned as is, the entry left
+  -- pending so that it is retried and, in the end, dead-lettered.
+  if type(answer) == 'table' then return answer end
   if entry ~= '' then redis.call('XACK', kreq, group, entry) end
   if chan ~= '' then redis.call('PUBLISH', chan, rid .. ' ' .. answer) end
   return answer
@@ -343,7 +346,9 @@ end
 local function dead(keys, a)
   local kreq, kdead = keys[1], keys[2]
   local got = redis.call('XRANGE', kreq, a[2], a[2])
-  redis.call('XACK', kreq, a[1], a[2])
+  -- Only an entry still pending is moved aside: one that a node decided (and
+  -- acknowledged) meanwhile must not also be announced as dead.
+  if redis.call('XACK', kreq, a[1], a[2]) == 0 then return 0 end
   if #got == 0 then return 0 end
   local f = got[1][2]
   local add = { 'XADD', kdead, '*', 'src', a[2], 'deliveries', a[3] }

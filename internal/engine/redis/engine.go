@@ -320,6 +320,21 @@ func (e *Engine) checkDurability(ctx context.Context) error {
 		return fmt.Errorf("%w: cannot read persistence settings (CONFIG GET: %v); start with --allow-volatile-redis to run anyway", ErrVolatile, err)
 	}
 	aof, fsync := vals["appendonly"], vals["appendfsync"]
+	// An allkeys-* eviction policy drops any key when memory fills: an
+	// idempotency record, a claimer set, a wallet (I1-I4), however durable
+	// the AOF. Cairn sets no TTLs, so volatile-* policies never touch its keys.
+	pol, err := e.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil && isUnavailable(err) {
+		return unavailable("read eviction policy", err)
+	}
+	if policy := pol["maxmemory-policy"]; strings.HasPrefix(policy, "allkeys-") {
+		if e.cfg.AllowVolatile {
+			e.log.Warn("REDIS MAY EVICT CAIRN'S STATE: running anyway as allowed", "maxmemory-policy", policy)
+			return nil
+		}
+		return fmt.Errorf("%w: maxmemory-policy=%s may evict any key; set maxmemory-policy noeviction, or start with --allow-volatile-redis",
+			ErrVolatile, policy)
+	}
 	if aof == "yes" && fsync == "always" {
 		return nil
 	}
@@ -465,7 +480,10 @@ func (e *Engine) Subscribe(s engine.Sink) {
 // SetClock replaces the deciding clock (tests).
 func (e *Engine) SetClock(now func() time.Time) { e.clock.Store(&now) }
 
-func (e *Engine) now() time.Time { return (*e.clock.Load())() }
+// now is the time of one batch's decisions, at the log's precision (ms, UTC),
+// as the embedded engine decides: an event's At then justifies its outcome,
+// and both engines agree at a window's edge and on implied speeds.
+func (e *Engine) now() time.Time { return (*e.clock.Load())().UTC().Truncate(time.Millisecond) }
 
 // Partitions is the number of log partitions.
 func (e *Engine) Partitions() int { return e.cfg.Partitions }

@@ -20,12 +20,14 @@ import (
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
-// claimRetry claims, retrying the same request while the engine sheds load
-// (a client would on 429); any other answer is returned.
+// claimRetry claims, retrying the same request (same key) while the engine
+// sheds load (a client would on 429) or a round trip timed out on a starved
+// machine (503: the outcome is unknown, and the retry returns it); any other
+// answer is returned. Retrying is what makes an unknown outcome safe (I3).
 func claimRetry(ctx context.Context, e *Engine, req *hunt.ClaimRequest) (hunt.ClaimResult, error) {
 	for {
 		res, err := e.Claim(ctx, req)
-		if !errors.Is(err, engine.ErrOverloaded) || ctx.Err() != nil {
+		if !(errors.Is(err, engine.ErrOverloaded) || errors.Is(err, engine.ErrUnavailable)) || ctx.Err() != nil {
 			return res, err
 		}
 		time.Sleep(time.Millisecond) // back-off of a shed request, not a wait for an event
