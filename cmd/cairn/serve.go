@@ -49,6 +49,8 @@ type serveFlags struct {
 	adminAddr      string
 	// faultHook is the test-only embedded FaultHook (faulthook.go); nil in production.
 	faultHook func(point string) error
+
+	diskFreeMinMiB int64
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,6 +62,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.store, "store", envOr("CAIRN_STORE", "embedded"), "embedded, or redis://host:port/db (env CAIRN_STORE)")
 	fs.IntVar(&f.partitions, "partitions", 0, "log partitions, fixed when a store is created (0: 64, or what an existing embedded store has)")
 	fs.BoolVar(&f.demo, "demo", false, "create a demo hunt around Paris and print how to claim a ticket")
+	fs.Int64Var(&f.diskFreeMinMiB, "disk-free-min-mib", 256, "embedded: refuse writes (503) while the store's disk has less free space than this, in MiB; -1 = never")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address; off when empty")
 	fs.IntVar(&f.redisPool, "redis-pool-size", 0, "Redis: connections for commands (0 = 10 per CPU)")
 	fs.StringVar(&f.redisMode, "redis-mode", "direct", "Redis: direct (the receiving node calls the Function) or stream (queue on the partition's request stream)")

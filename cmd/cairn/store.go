@@ -20,7 +20,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 	case f.store == "embedded":
 		return embedded.Open(embedded.Config{
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
-			FaultHook: f.faultHook,
+			FaultHook: f.faultHook, DiskFreeMinBytes: diskFreeMinBytes(f.diskFreeMinMiB),
 		})
 	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://"):
 		var direct bool
@@ -38,4 +38,15 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 	default:
 		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db or rediss://host:port/db", f.store)
 	}
+}
+
+// diskFreeMinBytes converts --disk-free-min-mib (negative: off).
+func diskFreeMinBytes(mib int64) int64 {
+	if mib < 0 {
+		return -1
+	}
+	if mib == 0 {
+		return -1 // 0 MiB free is no margin at all: the check is off
+	}
+	return mib << 20
 }

@@ -31,6 +31,7 @@ type link struct {
 // node is one (player, score) of a board.
 type node struct {
 	player hunt.PlayerID
+	tie    uint64 // tieKey(player)
 	score  int64
 	back   *node // previous node at level 0; nil for the first
 	level  []link
@@ -39,8 +40,32 @@ type node struct {
 // before reports whether (s1, p1) ranks ahead of (s2, p2): higher score first,
 // then the smaller player id. Player ids are unique on a board, so this is a
 // strict total order and every player has exactly one rank.
-func before(s1 int64, p1 hunt.PlayerID, s2 int64, p2 hunt.PlayerID) bool {
-	return s1 > s2 || (s1 == s2 && p1 < p2)
+//
+// t1 and t2 are the players' tie keys (tieKey): comparing them first settles
+// almost every tie of equal scores without a string comparison, the hot spot
+// of a board where many players share a score.
+func before(s1 int64, t1 uint64, p1 hunt.PlayerID, s2 int64, t2 uint64, p2 hunt.PlayerID) bool {
+	if s1 != s2 {
+		return s1 > s2
+	}
+	if t1 != t2 {
+		return t1 < t2
+	}
+	return p1 < p2
+}
+
+// tieKey is the first 8 bytes of a player id, big-endian, zero-padded. Ids
+// never contain 0x00 (hunt.ValidID), so tieKey(a) < tieKey(b) implies a < b
+// and equal keys fall back to comparing the ids.
+func tieKey(p hunt.PlayerID) uint64 {
+	var k uint64
+	for i := 0; i < 8; i++ {
+		k <<= 8
+		if i < len(p) {
+			k |= uint64(p[i])
+		}
+	}
+	return k
 }
 
 // newNode allocates a node with its links in the same allocation for the
@@ -108,7 +133,7 @@ func (l *skiplist) insert(x *node) {
 		if i < l.level-1 {
 			rank[i] = rank[i+1]
 		}
-		for n := cur.level[i].next; n != nil && before(n.score, n.player, x.score, x.player); n = cur.level[i].next {
+		for n := cur.level[i].next; n != nil && before(n.score, n.tie, n.player, x.score, x.tie, x.player); n = cur.level[i].next {
 			rank[i] += cur.level[i].span
 			cur = n
 		}
@@ -146,10 +171,10 @@ func (l *skiplist) insert(x *node) {
 }
 
 // path fills update with the last node before (score, player) on every level.
-func (l *skiplist) path(score int64, player hunt.PlayerID, update *[skipLevelMax]*node) {
+func (l *skiplist) path(score int64, tie uint64, player hunt.PlayerID, update *[skipLevelMax]*node) {
 	cur := &l.head
 	for i := l.level - 1; i >= 0; i-- {
-		for n := cur.level[i].next; n != nil && before(n.score, n.player, score, player); n = cur.level[i].next {
+		for n := cur.level[i].next; n != nil && before(n.score, n.tie, n.player, score, tie, player); n = cur.level[i].next {
 			cur = n
 		}
 		update[i] = cur
@@ -183,13 +208,13 @@ func (l *skiplist) setScore(x *node, score int64) {
 	// The neighbours decide whether the rank changes: check them before
 	// paying for a search path.
 	next := x.level[0].next
-	if (x.back == nil || before(x.back.score, x.back.player, score, x.player)) &&
-		(next == nil || before(score, x.player, next.score, next.player)) {
+	if (x.back == nil || before(x.back.score, x.back.tie, x.back.player, score, x.tie, x.player)) &&
+		(next == nil || before(score, x.tie, x.player, next.score, next.tie, next.player)) {
 		x.score = score
 		return
 	}
 	var update [skipLevelMax]*node
-	l.path(x.score, x.player, &update)
+	l.path(x.score, x.tie, x.player, &update)
 	if update[0].level[0].next != x {
 		panic("leaderboard: skiplist invariant: node not found at its own key")
 	}
@@ -204,7 +229,7 @@ func (l *skiplist) rank(x *node) int {
 	cur := &l.head
 	for i := l.level - 1; i >= 0; i-- {
 		// Advance while the next node is at or before x.
-		for n := cur.level[i].next; n != nil && !before(x.score, x.player, n.score, n.player); n = cur.level[i].next {
+		for n := cur.level[i].next; n != nil && !before(x.score, x.tie, x.player, n.score, n.tie, n.player); n = cur.level[i].next {
 			r += cur.level[i].span
 			cur = n
 		}
@@ -258,7 +283,7 @@ func (b *board) add(player hunt.PlayerID, points int64) {
 	// Clone so the board never pins a larger buffer the id may share.
 	player = hunt.PlayerID(strings.Clone(string(player)))
 	x := newNode(b.list.randomHeight())
-	x.player, x.score = player, points
+	x.player, x.tie, x.score = player, tieKey(player), points
 	b.list.insert(x)
 	b.nodes[player] = x
 }

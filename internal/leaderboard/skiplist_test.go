@@ -23,7 +23,7 @@ func checkSkiplist(t interface{ Fatalf(string, ...any) }, l *skiplist) {
 		if x.back != prev {
 			t.Fatalf("node %s at rank %d: back = %v; want %v", x.player, i, x.back, prev)
 		}
-		if prev != nil && !before(prev.score, prev.player, x.score, x.player) {
+		if prev != nil && !before(prev.score, prev.tie, prev.player, x.score, x.tie, x.player) {
 			t.Fatalf("rank %d (%s, %d) not before rank %d (%s, %d)", i-1, prev.player, prev.score, i, x.player, x.score)
 		}
 		if len(x.level) > l.level {
@@ -64,9 +64,9 @@ func sortedModel(scores map[hunt.PlayerID]int64) []Entry {
 	}
 	slices.SortFunc(out, func(a, b Entry) int {
 		switch {
-		case before(a.Score, a.Player, b.Score, b.Player):
+		case before(a.Score, tieKey(a.Player), a.Player, b.Score, tieKey(b.Player), b.Player):
 			return -1
-		case before(b.Score, b.Player, a.Score, a.Player):
+		case before(b.Score, tieKey(b.Player), b.Player, a.Score, tieKey(a.Player), a.Player):
 			return 1
 		}
 		return 0
@@ -265,5 +265,18 @@ func BenchmarkAround(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		r, _, _ := bd.get(players[(i*7919)%len(players)])
 		buf = bd.appendRange(buf[:0], max(1, r-10), 21)
+	}
+}
+
+// TestTieKeyOrder: comparing tie keys first never contradicts comparing ids.
+func TestTieKeyOrder(t *testing.T) {
+	ids := []hunt.PlayerID{"a", "ab", "abc", "abcdefgh", "abcdefghi", "abcdefgz", "b", "p000123", "p000124", "Z", "0", "a-b", "a.b", "a:b", "a_b"}
+	for _, a := range ids {
+		for _, b := range ids {
+			got := before(0, tieKey(a), a, 0, tieKey(b), b)
+			if want := a < b; got != want {
+				t.Errorf("before(tie %q, %q) = %v; want %v", a, b, got, want)
+			}
+		}
 	}
 }

@@ -18,6 +18,9 @@ const (
 	BatchLenDefault = 512
 	InboxLenLimit   = 1 << 20
 	BatchLenLimit   = 1 << 16
+	// DiskFreeMinDefault is the free space below which writes are refused
+	// (see Config.DiskFreeMinBytes): more than Pebble's next WAL and flush need.
+	DiskFreeMinDefault = 256 << 20
 )
 
 // Fault points passed to Config.FaultHook.
@@ -47,6 +50,13 @@ type Config struct {
 	InboxLenMax int
 	// BatchLenMax bounds the requests decided and committed in one batch (default BatchLenDefault).
 	BatchLenMax int
+	// DiskFreeMinBytes: while the store's file system has less free space
+	// than this, writes are refused with engine.ErrUnavailable (503) before
+	// anything is decided, and Ready fails; they resume by themselves when
+	// space returns. Pebble treats a failed WAL write as fatal, so refusing
+	// early is what keeps a full disk an outage instead of a crash loop.
+	// Zero means DiskFreeMinDefault; negative turns the check off.
+	DiskFreeMinBytes int64
 	// Clock gives the time of decisions, read once per batch (default time.Now).
 	Clock func() time.Time
 	// Logger receives lifecycle and failure logs, never per-request ones (default: discard).
@@ -90,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchLenMax == 0 {
 		c.BatchLenMax = BatchLenDefault
+	}
+	if c.DiskFreeMinBytes == 0 {
+		c.DiskFreeMinBytes = DiskFreeMinDefault
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now

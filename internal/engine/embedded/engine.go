@@ -103,6 +103,11 @@ type Engine struct {
 	accepting atomic.Bool
 	closed    atomic.Bool
 	failErr   atomic.Pointer[error]
+	// diskLow is set while free space is below cfg.DiskFreeMinBytes;
+	// diskCheckedNs is when it was last measured (see checkDisk).
+	diskLow       atomic.Bool
+	diskCheckedNs atomic.Int64
+	diskMin       atomic.Int64 // cfg.DiskFreeMinBytes; atomic so tests can move it
 	failOnce  sync.Once
 	failCh    chan struct{}
 }
@@ -143,6 +148,7 @@ func Open(cfg Config) (*Engine, error) {
 		shedUnavailable: cfg.Metrics.Shed.WithLabelValues("unavailable"),
 	}
 	close(e.closedCh)
+	e.diskMin.Store(cfg.DiskFreeMinBytes)
 	empty := map[hunt.HuntID]*huntEntry{}
 	e.hunts.snap.Store(&empty)
 	gauges := telemetry.PartitionGauges(cfg.Metrics.InboxDepth, m.Partitions)
@@ -191,10 +197,45 @@ func (e *Engine) setFailed(err error) {
 	})
 }
 
+// errDiskLow is what writes get while the disk is nearly full.
+var errDiskLow = fmt.Errorf("%w: the store's disk is nearly full", engine.ErrUnavailable)
+
+// diskCheckEvery bounds how often free space is measured (one statfs).
+const diskCheckEvery = 100 * time.Millisecond
+
+// checkDisk measures free space at most every diskCheckEvery (any goroutine
+// may call it; it is one atomic load when not due) and reports whether it is
+// below the minimum.
+func (e *Engine) checkDisk() bool {
+	min := e.diskMin.Load()
+	if min < 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := e.diskCheckedNs.Load()
+	if now-last < int64(diskCheckEvery) || !e.diskCheckedNs.CompareAndSwap(last, now) {
+		return e.diskLow.Load()
+	}
+	free, err := diskFree(e.cfg.Dir)
+	low := err == nil && free < uint64(min)
+	if was := e.diskLow.Swap(low); was != low {
+		if low {
+			e.log.Error("disk nearly full: refusing writes until space returns",
+				"dir", e.cfg.Dir, "free_bytes", free, "min_bytes", min)
+		} else {
+			e.log.Info("disk space back: accepting writes", "dir", e.cfg.Dir, "free_bytes", free)
+		}
+	}
+	return low
+}
+
 // writable reports whether writes may be attempted at all.
 func (e *Engine) writable() error {
 	if e.failure() != nil {
 		return engine.ErrUnavailable
+	}
+	if e.checkDisk() {
+		return errDiskLow
 	}
 	if e.closed.Load() {
 		return engine.ErrClosed
@@ -246,9 +287,19 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.accepting.Store(true)
 	e.log.Info("embedded engine running", "partitions", len(e.parts))
-	select {
-	case <-ctx.Done():
-	case <-e.failCh:
+	// Measure free space while idle too, so Ready recovers without traffic.
+	diskTick := time.NewTicker(time.Second)
+	defer diskTick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-e.failCh:
+			break wait
+		case <-diskTick.C:
+			e.checkDisk()
+		}
 	}
 	// Close the gates first: once every gate is closed no request can enter
 	// an inbox, so the writers' final drain sees everything.
@@ -284,6 +335,9 @@ func (e *Engine) Close() error {
 func (e *Engine) Ready() error {
 	if err := e.failure(); err != nil {
 		return err
+	}
+	if e.checkDisk() {
+		return errDiskLow
 	}
 	if !e.accepting.Load() {
 		return engine.ErrClosed

@@ -158,6 +158,11 @@ func (p *partition) process() {
 		p.answerErr(reqs, engine.ErrUnavailable)
 		return
 	}
+	if e.checkDisk() {
+		// Nothing decided, memory untouched: the engine has not failed.
+		p.answerErr(reqs, errDiskLow)
+		return
+	}
 	now := e.now()
 	p.batch.Reset()
 	p.events = p.events[:0]

@@ -1,0 +1,48 @@
+package embedded
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/engine/enginetest"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// TestDiskLow: while free space is below the minimum, claims are refused
+// with ErrUnavailable before anything is decided, Ready fails, the engine
+// does not enter its failed state, and writes resume once space "returns".
+func TestDiskLow(t *testing.T) {
+	h := newHarness(t)
+	r := enginetest.Start(t, h)
+	setup(t, r, 5)
+	e := r.Engine.(*Engine)
+	c, cancel := bg()
+	defer cancel()
+	before := countEvents(t, r)
+
+	e.diskMin.Store(1 << 62) // no disk has this much free
+	e.diskCheckedNs.Store(0) // measure now
+	if err := e.Ready(); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("Ready with the disk full = %v; want %v", err, engine.ErrUnavailable)
+	}
+	if res, err := e.Claim(c, claimAt("p0", "k", "gold")); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("Claim with the disk full = %+v, %v; want %v", res.Event, err, engine.ErrUnavailable)
+	}
+	if n := countEvents(t, r); n != before {
+		t.Fatalf("Events with the disk full = %d; want %d (nothing recorded)", n, before)
+	}
+	if e.failure() != nil {
+		t.Fatalf("a full disk failed the engine: %v", e.failure())
+	}
+
+	e.diskMin.Store(1) // space is back
+	e.diskCheckedNs.Store(0)
+	if err := e.Ready(); err != nil {
+		t.Fatalf("Ready after space returned = %v; want nil", err)
+	}
+	res, err := e.Claim(c, claimAt("p0", "k", "gold"))
+	if err != nil || res.Replayed || res.Event.Outcome != hunt.Granted {
+		t.Fatalf("retry after space returned = %+v (replayed %v), %v; want a fresh grant", res.Event, res.Replayed, err)
+	}
+}
