@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairnhq/cairn/internal/audit"
+	"github.com/cairnhq/cairn/internal/engine/redis"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/leaderboard"
 	"github.com/cairnhq/cairn/internal/telemetry"
@@ -113,9 +114,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	eng.Subscribe(board)
+	// On Redis the per-player limit is one bucket shared by every node.
+	var playerLimiter httpapi.Limiter
+	if re, ok := eng.(*redis.Engine); ok && claimRate != httpapi.LimitOff {
+		burst := f.claimBurst
+		if burst == 0 {
+			burst = httpapi.ClaimBurstDefault
+		}
+		if playerLimiter, err = re.NewLimiter(claimRate, burst); err != nil {
+			return fmt.Errorf("--claim-rate/--claim-burst: %w", err)
+		}
+	}
 	srv, err := httpapi.New(httpapi.Config{
 		Engine: eng, Board: board, Secret: secret, AdminToken: adminToken,
-		Logger: log, Metrics: metrics, Registry: reg,
+		Logger: log, Metrics: metrics, Registry: reg, PlayerLimiter: playerLimiter,
 		ClaimRate: claimRate, ClaimBurst: f.claimBurst, IPRate: f.ipRate, IPBurst: f.ipBurst,
 		TrustedProxies: f.trustedProxies, AdminSeparate: f.adminAddr != "",
 		Audit: func(ctx context.Context) (any, bool, error) {
