@@ -108,8 +108,8 @@ type Engine struct {
 	diskLow       atomic.Bool
 	diskCheckedNs atomic.Int64
 	diskMin       atomic.Int64 // cfg.DiskFreeMinBytes; atomic so tests can move it
-	failOnce  sync.Once
-	failCh    chan struct{}
+	failOnce      sync.Once
+	failCh        chan struct{}
 }
 
 // Open opens (or creates) the store in cfg.Dir, loads hunts and hotspots and
