@@ -36,7 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT
 # Self-imposed wall-clock bound on the whole campaign.
-( sleep "$BENCH_TIMEOUT"; echo "bench.sh: timeout after ${BENCH_TIMEOUT}s" >&2; kill -TERM $$ ) 2>/dev/null &
+( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep "$BENCH_TIMEOUT" & s=$!; wait $s
+  echo "bench.sh: timeout after ${BENCH_TIMEOUT}s" >&2; kill -TERM $$ ) >/dev/null 2>&1 &
 watchdog=$!
 trap 'kill $watchdog 2>/dev/null || true; cleanup' EXIT
 trap 'exit 143' TERM INT
