@@ -78,13 +78,15 @@ type Engine interface {
 	// Nearby lists up to limit hotspots within radiusM of lat/lon, nearest first.
 	Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM float64, limit int) ([]hunt.HotspotView, error)
 
-	// Claim decides a checked claim and returns once its event is durable.
+	// Claim validates req with hunt.ClaimRequest.Check (its errors, unchanged,
+	// before anything else: nothing is recorded), decides it, and returns once
+	// its event is durable.
 	// The same (player, key) with the same fingerprint returns the first
 	// decision with Replayed set, even when the first is still in flight;
 	// another fingerprint is hunt.ErrKeyReused. Unknown hunt or hotspot are
 	// errors and record nothing.
 	Claim(ctx context.Context, req *hunt.ClaimRequest) (hunt.ClaimResult, error)
-	// Spend decides a checked spend (same idempotency rules as Claim; keys are
+	// Spend validates req with hunt.SpendRequest.Check and decides it (same idempotency rules as Claim; keys are
 	// shared between claims and spends of one player).
 	Spend(ctx context.Context, req *hunt.SpendRequest) (hunt.SpendResult, error)
 	// Wallet returns the player's balance (zero for an unknown player).

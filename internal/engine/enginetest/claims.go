@@ -3,6 +3,7 @@ package enginetest
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -156,8 +157,23 @@ func testUnknown(t *testing.T, h Harness) {
 	if _, err := e.Claim(c, claimReq("p", "k", "h", "nope", at)); !errors.Is(err, hunt.ErrUnknownHotspot) {
 		t.Fatalf("Claim(unknown hotspot) = %v; want %v", err, hunt.ErrUnknownHotspot)
 	}
+	// Engines validate every request themselves (the HTTP layer relies on it).
+	badKey := claimReq("p", "", "h", "s", at)
+	nan := claimReq("p", "k-nan", "h", "s", at)
+	nan.Lat = math.NaN()
+	for _, tc := range []struct {
+		req  *hunt.ClaimRequest
+		want error
+	}{{badKey, hunt.ErrBadKey}, {nan, hunt.ErrInvalid}} {
+		if _, err := e.Claim(c, tc.req); !errors.Is(err, tc.want) {
+			t.Fatalf("Claim(%+v) = %v; want %v", *tc.req, err, tc.want)
+		}
+	}
+	if _, err := e.Spend(c, spendReq("p", "k-neg", -3, "")); !errors.Is(err, hunt.ErrInvalid) {
+		t.Fatalf("Spend(amount -3) = %v; want %v", err, hunt.ErrInvalid)
+	}
 	if n := len(allEvents(t, e)); n != 0 {
-		t.Fatalf("Events after unknown claims = %d events; want 0", n)
+		t.Fatalf("Events after unknown and invalid requests = %d events; want 0", n)
 	}
 	if err := e.ImportHotspots(c, "nope", []hunt.Hotspot{spot("s", at, 1, 1, 1)}); !errors.Is(err, hunt.ErrUnknownHunt) {
 		t.Fatalf("ImportHotspots(unknown hunt) = %v; want %v", err, hunt.ErrUnknownHunt)
