@@ -12,10 +12,14 @@
 #   scripts/bench.sh                 # uniform 5k, 10k, 20k for 30 s; hunt 2000/s 30 s; storm 200 and 10000
 #   scripts/bench.sh uniform-ramp    # 2000->30000 claims/s over 30 s, to find the knee
 #   scripts/bench.sh uniform:8000:60s hunt:2000:5s storm:200:5 wrk
+#   scripts/bench.sh ceiling         # wrk: /healthz, then spread fresh claims; their ratio
 #
 # Scenario words: uniform:RATE:DURATION, uniform-ramp, hunt:RATE:DURATION,
 # storm:CONCURRENCY:ROUNDS, replay:RATE:DURATION, wrk (closed-loop ceiling with
-# scripts/claim.lua, needs /usr/bin/wrk).
+# scripts/claim.lua, needs /usr/bin/wrk), ceiling (closed-loop, wrk: the
+# /healthz rate, then the rate of spread durable claims with scripts/ceiling.lua
+# over 10,000 hotspots in all partitions and 20,000 players, their ratio, the
+# commit figures from /metrics and `cairn verify`; see run_ceiling).
 # Env: CAIRN (binary; default: built into the temp dir), BENCH_TIMEOUT
 # (default 1800 s), GOGC (passed to the server), STORE (default embedded; a
 # redis:// URL runs the same scenarios on the Redis engine), REDIS_MODE.
@@ -51,17 +55,18 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-start_server() { # $1: name; sets port, data, server_pid
+start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
+  local name=$1; shift
   port=$(free_port)
-  data=$work/data-$1
+  data=$work/data-$name
   rm -rf "$data"
-  "$CAIRN" serve --data "$data" --addr "127.0.0.1:$port" --claim-rate 0 --demo \
-    --store "$STORE" --redis-mode "$REDIS_MODE" --log-level warn >"$work/server-$1.log" 2>&1 &
+  "$CAIRN" serve --data "$data" --addr "127.0.0.1:$port" --claim-rate 0 "$@" \
+    --store "$STORE" --redis-mode "$REDIS_MODE" --log-level warn >"$work/server-$name.log" 2>&1 &
   server_pid=$!
   local deadline=$((SECONDS + 30))
   until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" == 200 ]]; do
     if ((SECONDS > deadline)) || ! kill -0 "$server_pid" 2>/dev/null; then
-      echo "bench.sh: server did not become ready; log:" >&2; cat "$work/server-$1.log" >&2; exit 1
+      echo "bench.sh: server did not become ready; log:" >&2; cat "$work/server-$name.log" >&2; exit 1
     fi
     sleep 0.1
   done
@@ -112,12 +117,155 @@ run_load() { # $@: cairn load flags
   "$CAIRN" load --target "http://127.0.0.1:$port" --data "$data" "$@" --json
 }
 
+# ceiling_setup: on the running server, hunt "ceiling" (claim radius 1 km, no
+# speed check, always open) with CEILING_HOTSPOTS hotspots spread uniformly over
+# lat [36, 60] x lon [-10, 30], the box of the `uniform` scenario, so they land
+# in every partition: partitions follow the geohash's first 4 characters
+# (cells of ~20 x 40 km), so a single city would fill only a handful of them.
+# 1,000,000 tickets each (nothing sells out); points 1..20. Writes
+# $work/ceiling-hotspots.txt ("id lat lon", the lat/lon exactly as imported)
+# and $work/ceiling-tokens.txt: CEILING_PLAYERS HS256 tokens (sub p00000...,
+# iat, exp in 24 h) minted here with the server's secret rather than one
+# `cairn token` process per player.
+ceiling_setup() {
+  CEILING_HOTSPOTS=${CEILING_HOTSPOTS:-10000} CEILING_PLAYERS=${CEILING_PLAYERS:-20000} \
+  python3 - "$data" "$port" "$work" <<'PY'
+import base64, hashlib, hmac, json, os, random, sys, time, urllib.request
+data, port, work = sys.argv[1:4]
+n_spots, n_players = int(os.environ["CEILING_HOTSPOTS"]), int(os.environ["CEILING_PLAYERS"])
+base = "http://127.0.0.1:%s" % port
+# The server's own rule: the environment wins over <data>/secrets.env.
+env = {}
+for line in open(os.path.join(data, "secrets.env")):
+    k, _, v = line.strip().partition("=")
+    env[k] = v
+secret = (os.environ.get("CAIRN_SECRET") or env["CAIRN_SECRET"]).encode()
+admin = os.environ.get("CAIRN_ADMIN_TOKEN") or env["CAIRN_ADMIN_TOKEN"]
+
+def call(method, path, body, ctype):
+    req = urllib.request.Request(base + path, data=body, method=method,
+                                 headers={"Authorization": "Bearer " + admin, "Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.status, r.read()
+
+call("PUT", "/v1/admin/hunts/ceiling",
+     json.dumps({"name": "ceiling", "claim_radius_m": 1000, "max_speed_mps": 0}).encode(), "application/json")
+rng = random.Random(20261)
+rows, lines = [], []
+for i in range(n_spots):
+    lat, lon = "%.6f" % rng.uniform(36, 60), "%.6f" % rng.uniform(-10, 30)
+    rows.append('{"id":"c%d","lat":%s,"lon":%s,"tickets":1000000,"reward":1,"points":%d}\n'
+                % (i, lat, lon, rng.randint(1, 20)))
+    lines.append("c%d %s %s\n" % (i, lat, lon))
+status, out = call("POST", "/v1/admin/hunts/ceiling/hotspots", "".join(rows).encode(), "application/x-ndjson")
+imported = json.loads(out).get("imported")
+if imported != n_spots:
+    sys.exit("ceiling: imported %r of %d hotspots: %s" % (imported, n_spots, out[:300]))
+open(os.path.join(work, "ceiling-hotspots.txt"), "w").write("".join(lines))
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+head = b64(b'{"alg":"HS256","typ":"JWT"}')
+now = int(time.time())
+with open(os.path.join(work, "ceiling-tokens.txt"), "w") as f:
+    for i in range(n_players):
+        claims = b64(json.dumps({"sub": "p%05d" % i, "iat": now, "exp": now + 86400}, separators=(",", ":")).encode())
+        signing = head + b"." + claims
+        f.write((signing + b"." + b64(hmac.new(secret, signing, hashlib.sha256).digest())).decode() + "\n")
+print("# ceiling: hunt ceiling, %d hotspots imported, %d player tokens" % (n_spots, n_players), file=sys.stderr)
+PY
+}
+
+# ceiling_summary FILE...: healthz and claims rate and p99 from the two wrk
+# outputs, their ratio, and from the /metrics scrapes taken just before and
+# just after the claim run (so only the claims count): average events per
+# partition batch (cairn_batch_size), per synced group commit
+# (cairn_commit_group_size, when the binary has it) and the average commit
+# latency. Exits 1 if the claim run had errors.
+ceiling_summary() {
+  python3 - "$@" <<'PY'
+import json, re, sys
+healthz, claims, m0, m1 = (open(f).read() for f in sys.argv[1:5])
+def wrk(text):
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    p99 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+    return rate, p99
+def metrics(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"(\w+)(\{[^}]*\})? (\S+)$", line)
+        if m and not line.startswith("#") and not m.group(1).endswith("_bucket"):
+            out[m.group(1)] = out.get(m.group(1), 0) + float(m.group(3))
+    return out
+a, b = metrics(m0), metrics(m1)
+def delta(n):
+    return b.get(n, 0) - a.get(n, 0)
+def avg(name, scale=1):
+    c = delta(name + "_count")
+    return round(scale * delta(name + "_sum") / c, 2) if c > 0 else None
+h_rate, h_p99 = wrk(healthz)
+c_rate, c_p99 = wrk(claims)
+out = {
+    "healthz_per_s": round(h_rate), "healthz_p99_ms": round(h_p99, 2),
+    "claims_per_s": round(c_rate), "claims_p99_ms": round(c_p99, 2),
+    "ratio": round(c_rate / h_rate, 3),
+    "avg_batch_size": avg("cairn_batch_size"), "batches": int(delta("cairn_batch_size_count")),
+    "avg_commit_ms": avg("cairn_commit_duration_seconds", 1000),
+}
+if "cairn_commit_group_size_count" in b:
+    out["avg_commit_group_size"] = avg("cairn_commit_group_size")
+    out["commit_groups"] = int(delta("cairn_commit_group_size_count"))
+if "cairn_commit_group_batches_count" in b:
+    out["avg_commit_group_batches"] = avg("cairn_commit_group_batches")
+m = re.search(r"ceiling answers: (\d+), errors: (\d+)", claims)
+out["claim_answers"], out["claim_errors"] = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+out["status"] = {k: int(v) for k, v in re.findall(r"^status (\d+): (\d+)$", claims, re.M)}
+print(json.dumps(out))
+print("ceiling: healthz %(healthz_per_s)d/s p99 %(healthz_p99_ms)s ms; claims %(claims_per_s)d/s p99 %(claims_p99_ms)s ms; "
+      "ratio %(ratio)s; avg batch %(avg_batch_size)s, avg commit %(avg_commit_ms)s ms" % out
+      + ("; avg commit group %s events" % out["avg_commit_group_size"] if "avg_commit_group_size" in out else ""))
+if out["claim_errors"] != 0:
+    sys.exit("ceiling: the claim run had %s errors (status not 2xx/409, or socket errors)" % out["claim_errors"])
+PY
+}
+
+# run_ceiling: the `ceiling` word, on a server started without --demo.
+run_ceiling() {
+  local base="http://127.0.0.1:$port" d=${CEILING_DURATION:-10s} rc=0
+  ceiling_setup || return 1
+  echo "# wrk -t1 -c64 -d$d --latency $base/healthz" >&2
+  wrk -t1 -c64 -d"$d" --latency "$base/healthz" >"$work/ceiling-healthz.txt" || return 1
+  cat "$work/ceiling-healthz.txt"
+  curl -sf "$base/metrics" >"$work/ceiling-metrics-0.txt" || return 1
+  echo "# TOKENS=ceiling-tokens.txt HOTSPOTS=ceiling-hotspots.txt wrk -t1 -c64 -d$d --latency -s scripts/ceiling.lua $base/" >&2
+  HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
+    wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" || return 1
+  cat "$work/ceiling-claims.txt"
+  curl -sf "$base/metrics" >"$work/ceiling-metrics-1.txt" || return 1
+  ceiling_summary "$work/ceiling-healthz.txt" "$work/ceiling-claims.txt" \
+    "$work/ceiling-metrics-0.txt" "$work/ceiling-metrics-1.txt" || rc=1
+  echo "# $CAIRN verify --target $base --data DATA" >&2
+  if ! "$CAIRN" verify --target "$base" --data "$data"; then
+    echo "bench.sh: ceiling FAILED: cairn verify reported a violation (or could not check)" >&2
+    rc=1
+  fi
+  return "$rc"
+}
+
 run_one() {
   local word=$1 kind rest a b
   kind=${word%%:*}; rest=${word#*:}
   [[ "$rest" == "$word" ]] && rest=""
   a=${rest%%:*}; b=${rest#*:}
-  start_server "$kind"
+  if [[ "$kind" == ceiling ]]; then
+    start_server "$kind"
+    local rc=0
+    run_ceiling || rc=$?
+    stop_server
+    return "$rc"
+  fi
+  start_server "$kind" --demo
   case "$kind" in
     uniform)      run_load --scenario uniform --rate "${a:-10000}" --duration "${b:-30s}" ;;
     uniform-ramp) run_load --scenario uniform --rate 2000:30000 --duration 30s ;;
