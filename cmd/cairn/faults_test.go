@@ -112,6 +112,7 @@ type faultWorld struct {
 	hotspots int
 	tickets  int
 	reward   int64
+	spacing  float64 // degrees of latitude between hotspots
 	seq      int
 
 	mu       sync.Mutex
@@ -132,7 +133,7 @@ func newFaultWorld(t *testing.T, base string, hotspots, tickets int, reward int6
 	t.Helper()
 	w := &faultWorld{
 		t: t, c: &crashClient{http: &http.Client{Timeout: 10 * time.Second}, base: base, token: map[hunt.PlayerID]string{}},
-		rng: rand.New(rand.NewPCG(5, 9)), hotspots: hotspots, tickets: tickets, reward: reward,
+		rng: rand.New(rand.NewPCG(5, 9)), hotspots: hotspots, spacing: faultSpacing, tickets: tickets, reward: reward,
 		acked: map[crashClaim]claimBody{}, lost: map[crashClaim]int{}, statuses: map[string]int{},
 	}
 	for i := 0; i < faultPlayers; i++ {
@@ -154,7 +155,7 @@ func (w *faultWorld) setup() {
 	}
 	spots := make([]map[string]any, w.hotspots)
 	for i := range spots {
-		spots[i] = map[string]any{"id": fmt.Sprintf("s%02d", i), "lat": faultLat + float64(i)*faultSpacing,
+		spots[i] = map[string]any{"id": fmt.Sprintf("s%02d", i), "lat": faultLat + float64(i)*w.spacing,
 			"lon": faultLon, "tickets": w.tickets, "reward": w.reward, "points": 3}
 	}
 	if st, b, _, err := w.c.do("POST", "/v1/admin/hunts/fault/hotspots", testAdmin, "", spots); err != nil || st != 200 {
@@ -167,7 +168,7 @@ func (w *faultWorld) newClaim() crashClaim {
 	w.seq++
 	return crashClaim{player: hunt.PlayerID(fmt.Sprintf("p%03d", w.rng.IntN(faultPlayers))),
 		key: fmt.Sprintf("f%06d", w.seq), hotspot: fmt.Sprintf("s%02d", s),
-		lat: faultLat + float64(s)*faultSpacing, lon: faultLon}
+		lat: faultLat + float64(s)*w.spacing, lon: faultLon}
 }
 
 func (w *faultWorld) post(cl crashClaim) (int, []byte, http.Header, error) {
@@ -699,7 +700,7 @@ func TestServeAbuseFlags(t *testing.T) {
 	w.c.base = p.base
 	var got []int
 	for i := 0; i < 3; i++ {
-		cl := crashClaim{player: "p001", key: fmt.Sprintf("flag-%d", i), hotspot: fmt.Sprintf("s%02d", i), lat: faultLat + float64(i)*faultSpacing, lon: faultLon}
+		cl := crashClaim{player: "p001", key: fmt.Sprintf("flag-%d", i), hotspot: fmt.Sprintf("s%02d", i), lat: faultLat + float64(i)*w.spacing, lon: faultLon}
 		st, b, h, err := w.post(cl)
 		if err != nil {
 			t.Fatal(err)

@@ -38,6 +38,11 @@ type Metrics struct {
 	BatchSize prometheus.Histogram
 	// CommitLatency: seconds to make one batch durable (the synced write / the Function call).
 	CommitLatency prometheus.Histogram
+	// GroupSize: events per synced group commit (embedded engine: the batches of
+	// every partition that were ready, made durable by one synced write).
+	GroupSize prometheus.Histogram
+	// GroupBatches: partition batches per synced group commit (embedded engine).
+	GroupBatches prometheus.Histogram
 	// InboxDepth: requests waiting in a partition's inbox.
 	InboxDepth *prometheus.GaugeVec
 	// ConsumerLag: entries not yet processed per partition (Redis engine).
@@ -80,6 +85,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cairn_commit_duration_seconds", Help: "Time to make one batch durable.",
 			Buckets: latencyBuckets,
 		}),
+		GroupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_commit_group_size", Help: "Events per synced group commit (all partitions' ready batches).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		GroupBatches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cairn_commit_group_batches", Help: "Partition batches per synced group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
+		}),
 		InboxDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_inbox_depth", Help: "Requests waiting in a partition inbox.",
 		}, []string{"partition"}),
@@ -104,6 +117,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.RequestLatency, m.Outcomes, m.Replays, m.Shed, m.BatchSize, m.CommitLatency,
+			m.GroupSize, m.GroupBatches,
 			m.InboxDepth, m.ConsumerLag, m.DeadLetters, m.ProjectionStaleness, m.Retries,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}

@@ -17,6 +17,10 @@ const (
 	InboxLenDefault = 4096
 	BatchLenDefault = 512
 	InboxLenLimit   = 1 << 20
+	// PipelineDepthDefault lets a writer decide while its previous batch is
+	// being synced, and once more while a whole group is.
+	PipelineDepthDefault = 4
+	PipelineDepthLimit   = 64
 	BatchLenLimit   = 1 << 16
 	// DiskFreeMinDefault is the free space below which writes are refused
 	// (see Config.DiskFreeMinBytes): more than Pebble's next WAL and flush need.
@@ -25,10 +29,10 @@ const (
 
 // Fault points passed to Config.FaultHook.
 const (
-	FaultMidBatch     = "mid-batch"     // after each request of a batch is decided, before the commit
-	FaultBeforeCommit = "before-commit" // the batch is built, nothing is durable
-	FaultAfterCommit  = "after-commit"  // the batch is durable, nothing is published or answered
-	FaultBeforeAnswer = "before-answer" // published and delivered to sinks, callers not yet woken
+	FaultMidBatch     = "mid-batch"     // a partition writer, after each request of a batch is decided
+	FaultBeforeCommit = "before-commit" // the committer: a group is built, nothing of it is durable
+	FaultAfterCommit  = "after-commit"  // the committer: the group is durable, nothing published or answered
+	FaultBeforeAnswer = "before-answer" // the committer: published and delivered to sinks, callers not yet woken
 )
 
 // ErrConfig wraps every problem Validate reports.
@@ -48,6 +52,11 @@ type Config struct {
 	// InboxLenMax bounds each partition's inbox; a full inbox answers
 	// engine.ErrOverloaded (default InboxLenDefault).
 	InboxLenMax int
+	// PipelineDepth is how many batches of one partition may be decided
+	// ahead of the durable one: at most this many are with the committer at
+	// once (default PipelineDepthDefault; 1 = decide the next batch only
+	// after the previous one is durable and answered).
+	PipelineDepth int
 	// BatchLenMax bounds the requests decided and committed in one batch (default BatchLenDefault).
 	BatchLenMax int
 	// DiskFreeMinBytes: while the store's file system has less free space
@@ -86,6 +95,9 @@ func (c Config) Validate() error {
 	if c.InboxLenMax < 0 || c.InboxLenMax > InboxLenLimit {
 		bad("inbox length %d not in [1, %d] (0 = default)", c.InboxLenMax, InboxLenLimit)
 	}
+	if c.PipelineDepth < 0 || c.PipelineDepth > PipelineDepthLimit {
+		bad("pipeline depth %d not in [1, %d] (0 = default)", c.PipelineDepth, PipelineDepthLimit)
+	}
 	if c.BatchLenMax < 0 || c.BatchLenMax > BatchLenLimit {
 		bad("batch length %d not in [1, %d] (0 = default)", c.BatchLenMax, BatchLenLimit)
 	}
@@ -97,6 +109,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.InboxLenMax == 0 {
 		c.InboxLenMax = InboxLenDefault
+	}
+	if c.PipelineDepth == 0 {
+		c.PipelineDepth = PipelineDepthDefault
 	}
 	if c.BatchLenMax == 0 {
 		c.BatchLenMax = BatchLenDefault

@@ -157,7 +157,7 @@ func countEvents(t *testing.T, e engine.Engine) int {
 func TestOverload(t *testing.T) {
 	b := newBlocker()
 	metrics := telemetry.New(prometheus.NewRegistry())
-	h := newHarness(t, func(c *Config) { c.InboxLenMax = 1; c.FaultHook = b.hook; c.Metrics = metrics })
+	h := newHarness(t, func(c *Config) { c.InboxLenMax = 1; c.PipelineDepth = 1; c.FaultHook = b.hook; c.Metrics = metrics })
 	e := enginetest.Start(t, h)
 	setup(t, e, 5)
 
@@ -194,7 +194,7 @@ func TestOverload(t *testing.T) {
 // TestInBatchEffects: requests decided in one batch see each other's effects.
 func TestInBatchEffects(t *testing.T) {
 	b := newBlocker()
-	e := enginetest.Start(t, newHarness(t, func(c *Config) { c.FaultHook = b.hook }))
+	e := enginetest.Start(t, newHarness(t, func(c *Config) { c.PipelineDepth = 1; c.FaultHook = b.hook }))
 	setup(t, e, 1)
 	b.armed.Store(true)
 	first := claimAsync(e, claimAt("p0", "k", "block"))
@@ -293,7 +293,7 @@ func TestCommitFailure(t *testing.T) {
 // already queued is committed and answered before Run returns.
 func TestShutdownDrains(t *testing.T) {
 	b := newBlocker()
-	h := newHarness(t, func(c *Config) { c.FaultHook = b.hook })
+	h := newHarness(t, func(c *Config) { c.PipelineDepth = 1; c.FaultHook = b.hook })
 	e := enginetest.Start(t, h)
 	setup(t, e, 5)
 	b.armed.Store(true)

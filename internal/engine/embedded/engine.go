@@ -81,6 +81,7 @@ type Engine struct {
 	log       *slog.Logger
 	metrics   *telemetry.Metrics
 	parts     []*partition
+	commit    *committer // set by Run
 
 	hunts   huntRegistry
 	slots   slotIndex
@@ -275,18 +276,27 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.sinks.Lock()
 	sinks := e.sinks.list
 	e.sinks.Unlock()
+	depth := e.cfg.PipelineDepth
+	e.commit = newCommitter(e, len(e.parts)*depth)
+	e.commit.sinks = sinks
+	for _, p := range e.parts {
+		p.free = make(chan *pending, depth)
+		for range depth {
+			p.free <- newPending(p)
+		}
+	}
+	committed := make(chan struct{})
+	go func() { defer close(committed); e.commit.run() }()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, p := range e.parts {
-		p.sinks = sinks
-		p.batch = e.db.NewBatch()
 		wg.Go(func() { p.run(stop) })
 	}
 	for _, p := range e.parts {
 		p.setClosed(false)
 	}
 	e.accepting.Store(true)
-	e.log.Info("embedded engine running", "partitions", len(e.parts))
+	e.log.Info("embedded engine running", "partitions", len(e.parts), "pipeline_depth", depth)
 	// Measure free space while idle too, so Ready recovers without traffic.
 	diskTick := time.NewTicker(time.Second)
 	defer diskTick.Stop()
@@ -302,16 +312,20 @@ wait:
 		}
 	}
 	// Close the gates first: once every gate is closed no request can enter
-	// an inbox, so the writers' final drain sees everything.
+	// an inbox, so the writers' final drain sees everything. Then the
+	// committer drains what the writers handed it.
 	e.accepting.Store(false)
 	for _, p := range e.parts {
 		p.setClosed(true)
 	}
 	close(stop)
 	wg.Wait()
+	close(e.commit.in)
+	<-committed
 	for _, p := range e.parts {
-		p.batch.Close()
-		p.batch = nil
+		for range depth {
+			(<-p.free).batch.Close()
+		}
 	}
 	if err := e.failure(); err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairnhq/cairn/internal/engine"
@@ -33,19 +32,34 @@ type request struct {
 	claim hunt.ClaimRequest // a copy: the caller may return (ctx) while the writer still reads it
 	spend hunt.SpendRequest
 	slot  *slot
+	// granted is the slot's decided grant count right after this claim's
+	// decision: what publish makes visible once the claim is durable (the
+	// writer may have decided later batches meanwhile).
+	granted int64
 
 	imp     []importItem
 	impDone chan error // buffered (1): the writer never blocks on it
 }
 
+// importItem is one hotspot of an import request. def is the definition as
+// the caller sent it; the writer stores the clamped definition it decided in
+// decided, which publish makes visible.
 type importItem struct {
-	slot *slot
-	def  hunt.Hotspot
+	slot    *slot
+	def     hunt.Hotspot
+	decided *hunt.Hotspot
 }
 
 // partition is one log partition and its writer goroutine. Everything under
 // "writer-owned" is touched only by that goroutine (and by Open before it
 // starts); the atomics are its published view.
+//
+// The writer is a state machine of three steps per request: decide (pure:
+// hunt.DecideClaim / hunt.DecideSpend against the writer's state), apply (the
+// writer's own effects, before the commit: see fold.go) and publish (what
+// others may see, after the commit). The writer decides and applies a batch
+// into a pending, hands it to the committer and goes on with the next batch
+// while the previous one is being synced; the committer publishes it.
 type partition struct {
 	e     *Engine
 	id    geo.Partition
@@ -56,20 +70,19 @@ type partition struct {
 		closed bool // true before Run and after it stops: no more sends
 	}
 	depth prometheus.Gauge
+	// free holds this partition's idle pendings; its capacity is the
+	// pipeline depth (Config.PipelineDepth). The writer takes one before it
+	// takes requests, so with every pending in flight the inbox fills and
+	// callers are shed instead of the pipeline growing without bound.
+	free chan *pending
 
 	// Published after each durable batch.
 	lastSeq atomic.Uint64
 	lastAt  atomic.Int64 // unix ns of the last committed batch's decision time; 0 = none
 
 	// Writer-owned.
-	seq    hunt.Seq
-	batch  *pebble.Batch
-	reqs   []*request
-	events []hunt.Event
-	key    []byte
-	val    []byte
-	lkey   []byte
-	sinks  []engine.Sink
+	seq  hunt.Seq
+	reqs []*request
 }
 
 // offer hands r to the writer without blocking (claims and spends).
@@ -112,19 +125,23 @@ func (p *partition) setClosed(closed bool) {
 
 // run is the writer: it processes batches until stop is closed, then drains
 // whatever the inbox still holds (no new sends can arrive: the gate is closed
-// before stop) and returns.
+// before stop) and returns. Every pending it made is then with the committer,
+// which answers it.
 func (p *partition) run(stop <-chan struct{}) {
 	for {
+		pd := <-p.free // the committer always gives pendings back, failed or not
 		select {
 		case r := <-p.inbox:
 			p.collect(r)
-			p.process()
+			p.process(pd)
 		case <-stop:
+			p.free <- pd
 			for {
 				select {
 				case r := <-p.inbox:
+					pd := <-p.free
 					p.collect(r)
-					p.process()
+					p.process(pd)
 				default:
 					return
 				}
@@ -146,72 +163,41 @@ func (p *partition) collect(first *request) {
 	}
 }
 
-// process decides, commits and answers one batch.
-func (p *partition) process() {
+// process decides and applies one batch into pd and hands it to the
+// committer, which makes it durable, publishes it and answers its callers.
+func (p *partition) process(pd *pending) {
 	e := p.e
-	reqs := p.reqs
-	defer func() {
-		clear(p.reqs) // drop references so answered requests can be collected
-		p.depth.Set(float64(len(p.inbox)))
-	}()
+	defer p.depth.Set(float64(len(p.inbox)))
+	// The pending takes the batch's requests; the writer keeps the pending's
+	// old (cleared) slice for its next collect.
+	pd.reqs, p.reqs = p.reqs, pd.reqs[:0]
 	if e.failure() != nil {
-		p.answerErr(reqs, engine.ErrUnavailable)
-		return
-	}
-	if e.checkDisk() {
+		pd.err = engine.ErrUnavailable
+	} else if e.checkDisk() {
 		// Nothing decided, memory untouched: the engine has not failed.
-		p.answerErr(reqs, errDiskLow)
-		return
-	}
-	now := e.now()
-	p.batch.Reset()
-	p.events = p.events[:0]
-	for _, r := range reqs {
-		switch r.kind {
-		case reqClaim:
-			p.recordClaim(r, p.decideClaim(r, now), now)
-		case reqSpend:
-			p.recordSpend(r, now)
-		case reqImport:
-			p.recordImport(r)
+		pd.err = errDiskLow
+	} else {
+		now := e.now()
+		pd.now = now
+		for _, r := range pd.reqs {
+			switch r.kind {
+			case reqClaim:
+				p.recordClaim(pd, r, p.decideClaim(r, now), now)
+			case reqSpend:
+				p.recordSpend(pd, r, now)
+			case reqImport:
+				p.recordImport(pd, r)
+			}
+			if err := e.hook(FaultMidBatch); err != nil {
+				// Memory is now ahead of what will be durable: the engine fails.
+				p.e.setFailed(fmt.Errorf("%w: partition %d: batch failed: %v", engine.ErrUnavailable, p.id, err))
+				break
+			}
 		}
-		if err := e.hook(FaultMidBatch); err != nil {
-			p.fail(reqs, err)
-			return
-		}
+		pd.seq = p.seq
 	}
-	if err := e.hook(FaultBeforeCommit); err != nil {
-		p.fail(reqs, err)
-		return
-	}
-	start := time.Now()
-	if err := p.batch.Commit(pebble.Sync); err != nil {
-		p.fail(reqs, err)
-		return
-	}
-	e.metrics.CommitLatency.Observe(time.Since(start).Seconds())
-	e.metrics.BatchSize.Observe(float64(len(p.events)))
-	if err := e.hook(FaultAfterCommit); err != nil {
-		p.fail(reqs, err)
-		return
-	}
-	p.publish(reqs, now)
-	for _, s := range p.sinks {
-		s.Committed(p.id, p.events)
-	}
-	if err := e.hook(FaultBeforeAnswer); err != nil {
-		p.fail(reqs, err)
-		return
-	}
-	for _, r := range reqs {
-		switch r.kind {
-		case reqClaim, reqSpend:
-			e.metrics.Outcome(r.entry.event.Outcome).Inc()
-			close(r.entry.done)
-		case reqImport:
-			r.impDone <- nil
-		}
-	}
+	e.metrics.BatchSize.Observe(float64(len(pd.events)))
+	e.commit.submit(pd)
 }
 
 // decideClaim is the decide step: lookups and hunt.DecideClaim, no writes and
@@ -229,62 +215,67 @@ func (p *partition) decideClaim(r *request, now time.Time) hunt.Outcome {
 	return hunt.DecideClaim(&st, &r.claim, now)
 }
 
-// recordClaim applies a decided claim to the writer's state and the batch.
-func (p *partition) recordClaim(r *request, o hunt.Outcome, now time.Time) {
+// recordClaim turns a decided claim into its event, applies it to the
+// writer's state and writes it into the pending batch.
+func (p *partition) recordClaim(pd *pending, r *request, o hunt.Outcome, now time.Time) {
 	s, c := r.slot, &r.claim
 	def := s.wdef
 	ev := &r.entry.event
-	p.seq++
 	*ev = hunt.Event{
-		Kind: hunt.KindClaimCompleted, Epoch: hunt.Epoch{Partition: p.id, Seq: p.seq}, At: now,
+		Kind: hunt.KindClaimCompleted, Epoch: hunt.Epoch{Partition: p.id, Seq: p.seq + 1}, At: now,
 		Player: c.Player, Key: c.Key, Fingerprint: r.entry.fp, Outcome: o,
 		Hunt: c.Hunt, Hotspot: c.Hotspot, Lat: c.Lat, Lon: c.Lon, Geohash: def.Geohash,
 	}
 	if o == hunt.Granted {
-		s.decided++
-		if s.decided > def.Tickets {
-			panic(fmt.Sprintf("invariant I1: hotspot %s/%s granted %d > tickets %d", c.Hunt, c.Hotspot, s.decided, def.Tickets))
-		}
-		if s.claimers == nil {
-			s.claimers = make(map[hunt.PlayerID]struct{}, 1)
-		}
-		s.claimers[c.Player] = struct{}{}
-		p.e.pos.update(posKey{c.Player, c.Hunt}, position{lat: c.Lat, lon: c.Lon, at: now, epoch: ev.Epoch})
 		ev.Reward, ev.Points = def.Reward, def.Points
 	}
 	ev.TicketsLeft = def.Tickets - s.decided
-	p.write(ev)
+	if o == hunt.Granted {
+		ev.TicketsLeft--
+	}
+	granted, err := p.apply(ev, s)
+	if err != nil {
+		panic("invariant: live decision does not fold: " + err.Error())
+	}
+	r.granted = granted
+	pd.write(ev)
 }
 
-// recordSpend decides a spend and reserves its amount before the commit, so
-// a later spend of the same player in this batch sees the reservation.
-func (p *partition) recordSpend(r *request, now time.Time) {
+// recordSpend decides a spend against the balance (durable credits minus the
+// reservations of spends decided before it) and applies it, which reserves
+// its amount, so a later spend of the same player in this batch sees it.
+func (p *partition) recordSpend(pd *pending, r *request, now time.Time) {
 	sp := &r.spend
-	w := p.e.wallets.get(sp.Player)
 	var balance int64
-	if w != nil {
+	if w := p.e.wallets.get(sp.Player); w != nil {
 		balance = w.balance.Load()
 	}
 	o := hunt.DecideSpend(balance, sp)
 	if o == hunt.Spent {
-		balance = w.balance.Add(-sp.Amount)
-		if balance < 0 {
-			panic(fmt.Sprintf("invariant I4: wallet of %s reserved below zero (%d)", sp.Player, balance))
-		}
+		balance -= sp.Amount
 	}
-	p.seq++
 	ev := &r.entry.event
 	*ev = hunt.Event{
-		Kind: hunt.KindSpendCompleted, Epoch: hunt.Epoch{Partition: p.id, Seq: p.seq}, At: now,
+		Kind: hunt.KindSpendCompleted, Epoch: hunt.Epoch{Partition: p.id, Seq: p.seq + 1}, At: now,
 		Player: sp.Player, Key: sp.Key, Fingerprint: r.entry.fp, Outcome: o,
 		Amount: sp.Amount, Reason: sp.Reason, Balance: balance,
 	}
-	p.write(ev)
+	if _, err := p.apply(ev, nil); err != nil {
+		panic("invariant: live decision does not fold: " + err.Error())
+	}
+	if o == hunt.Spent {
+		// Only this writer subtracts from this player's balance and others
+		// only add, so the balance cannot have dropped since it was read.
+		if b := p.e.wallets.get(sp.Player).balance.Load(); b < 0 {
+			panic(fmt.Sprintf("invariant I4: wallet of %s reserved below zero (%d)", sp.Player, b))
+		}
+	}
+	pd.write(ev)
 }
 
 // recordImport upserts definitions, never lowering tickets below what the
-// hotspot has granted (I1), and writes them into the batch.
-func (p *partition) recordImport(r *request) {
+// hotspot has granted (I1), and writes them into the pending batch.
+func (p *partition) recordImport(pd *pending, r *request) {
 	for i := range r.imp {
 		it := &r.imp[i]
 		if it.slot.part != p.id {
@@ -293,83 +284,39 @@ func (p *partition) recordImport(r *request) {
 		it.def.Tickets = max(it.def.Tickets, it.slot.decided)
 		def := it.def // the slot keeps its own copy
 		it.slot.wdef = &def
-		p.key = defKey(p.key[:0], def.Hunt, def.ID)
-		p.val = appendDef(p.val[:0], p.id, &def)
-		p.batch.Set(p.key, p.val, nil)
+		it.decided = &def
+		pd.key = defKey(pd.key[:0], def.Hunt, def.ID)
+		pd.val = appendDef(pd.val[:0], p.id, &def)
+		pd.batch.Set(pd.key, pd.val, nil)
 	}
 }
 
-func (p *partition) write(ev *hunt.Event) {
-	p.key = eventKey(p.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)
-	p.val = hunt.AppendEvent(p.val[:0], ev)
-	p.batch.Set(p.key, p.val, nil)
-	if ev.Credit() != 0 {
-		p.lkey = ledgerKey(p.lkey[:0], ev)
-		p.batch.Set(p.lkey, p.key, nil)
-	}
-	p.events = append(p.events, *ev)
-}
-
-// publish makes a durable batch visible: definitions first, then granted
+// publish makes a durable pending visible: definitions first, then granted
 // counts (a reader that loads granted before def never sees more grants than
-// tickets), credits, wallet epochs, and the partition's epoch.
-func (p *partition) publish(reqs []*request, now time.Time) {
+// tickets), credits, wallet epochs, and the partition's epoch. The committer
+// calls it, in the order the writer submitted its pendings.
+func (p *partition) publish(pd *pending) {
 	e := p.e
-	for _, r := range reqs {
+	for _, r := range pd.reqs {
 		if r.kind != reqImport {
 			continue
 		}
 		for i := range r.imp {
-			s := r.imp[i].slot
-			if old := s.def.Load(); old != s.wdef {
-				s.def.Store(s.wdef)
-				s.hunt.publish(s, old, s.wdef)
+			it := &r.imp[i]
+			if old := it.slot.def.Load(); old != it.decided {
+				it.slot.def.Store(it.decided)
+				it.slot.hunt.publish(it.slot, old, it.decided)
 			}
 		}
 	}
-	for _, r := range reqs {
-		if r.kind == reqImport {
-			continue
-		}
-		ev := &r.entry.event
-		switch {
-		case ev.Kind == hunt.KindClaimCompleted && ev.Outcome == hunt.Granted:
-			r.slot.granted.Store(r.slot.decided)
-			if c := ev.Credit(); c != 0 {
-				// Credited only now that the grant is durable: nobody can spend
-				// a credit that a crash could still take back.
-				e.wallets.getOrCreate(ev.Player).change(c, ev.At, ev.Epoch)
-			}
-		case ev.Kind == hunt.KindSpendCompleted && ev.Outcome == hunt.Spent:
-			e.wallets.get(ev.Player).touch(ev.At, ev.Epoch)
+	for _, r := range pd.reqs {
+		if r.kind != reqImport {
+			e.publish(&r.entry.event, r.slot, r.granted)
 		}
 	}
-	if prev := hunt.Seq(p.lastSeq.Load()); p.seq < prev || (len(p.events) > 0 && p.seq == prev) {
-		panic(fmt.Sprintf("invariant: partition %d seq not strictly increasing (%d after %d)", p.id, p.seq, prev))
+	if prev := hunt.Seq(p.lastSeq.Load()); pd.seq < prev || (len(pd.events) > 0 && pd.seq == prev) {
+		panic(fmt.Sprintf("invariant: partition %d seq not strictly increasing (%d after %d)", p.id, pd.seq, prev))
 	}
-	p.lastSeq.Store(uint64(p.seq))
-	p.lastAt.Store(now.UnixNano())
-}
-
-// fail puts the engine in its failed state (memory may now be ahead of disk)
-// and answers the batch with ErrUnavailable.
-func (p *partition) fail(reqs []*request, cause error) {
-	p.e.setFailed(fmt.Errorf("%w: partition %d: commit failed: %v", engine.ErrUnavailable, p.id, cause))
-	p.answerErr(reqs, engine.ErrUnavailable)
-}
-
-// answerErr answers requests that did not commit; their idempotency records
-// are forgotten so that nobody replays a decision that does not exist.
-func (p *partition) answerErr(reqs []*request, err error) {
-	for _, r := range reqs {
-		switch r.kind {
-		case reqClaim, reqSpend:
-			p.e.idem.remove(r.key, r.entry)
-			r.entry.err = err
-			close(r.entry.done)
-			p.e.shedUnavailable.Inc()
-		case reqImport:
-			r.impDone <- err
-		}
-	}
+	p.lastSeq.Store(uint64(pd.seq))
+	p.lastAt.Store(pd.now.UnixNano())
 }

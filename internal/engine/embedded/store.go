@@ -339,8 +339,9 @@ func (e *Engine) loadDefs() error {
 	return it.Error()
 }
 
-// replay folds one partition's log into memory. It applies recorded
-// outcomes and never decides again (I7).
+// replay folds one partition's log into memory with the live writer's own
+// apply and publish (fold.go). It applies recorded outcomes and never
+// decides again (I7).
 func (e *Engine) replay(p *partition) error {
 	lo := eventKey(nil, p.id, 1)
 	hi := eventKey(nil, p.id+1, 0)
@@ -350,6 +351,7 @@ func (e *Engine) replay(p *partition) error {
 	}
 	defer it.Close()
 	var ev hunt.Event
+	var want []byte
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		v, err := it.ValueAndErr()
@@ -359,56 +361,26 @@ func (e *Engine) replay(p *partition) error {
 		if err := hunt.DecodeEvent(v, &ev); err != nil {
 			return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
 		}
-		p.key = eventKey(p.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)
-		if len(k) != eventKeyLen || !bytes.Equal(k, p.key) {
+		want = eventKey(want[:0], ev.Epoch.Partition, ev.Epoch.Seq)
+		if len(k) != eventKeyLen || !bytes.Equal(k, want) {
 			return fmt.Errorf("%w: key %x holds event %v", ErrCorrupt, k, ev.Epoch)
 		}
-		if ev.Epoch.Seq != p.seq+1 {
-			return fmt.Errorf("%w: key %x: seq %d follows %d (the log must be gapless)", ErrCorrupt, k, ev.Epoch.Seq, p.seq)
+		// The idempotency record the live caller would have made, already decided.
+		en := &entry{fp: ev.Fingerprint, kind: ev.Kind, done: e.closedCh, event: ev}
+		if _, inserted := e.idem.getOrInsert(idemKey{player: ev.Player, key: ev.Key}, en); !inserted {
+			return fmt.Errorf("%w: key %x: idempotency key recorded twice", ErrCorrupt, k)
 		}
-		if err := e.apply(&ev); err != nil {
+		var s *slot
+		if ev.Kind == hunt.KindClaimCompleted {
+			s = e.slots.get(slotKey{ev.Hunt, ev.Hotspot})
+		}
+		granted, err := p.apply(&ev, s)
+		if err != nil {
 			return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
 		}
-		p.seq = ev.Epoch.Seq
+		e.publish(&ev, s, granted)
 		p.lastSeq.Store(uint64(p.seq))
 		p.lastAt.Store(ev.At.UnixNano())
 	}
 	return it.Error()
-}
-
-// apply folds one recorded event into memory (replay only).
-func (e *Engine) apply(ev *hunt.Event) error {
-	k := idemKey{player: ev.Player, key: ev.Key}
-	en := &entry{fp: ev.Fingerprint, kind: ev.Kind, done: e.closedCh, event: *ev}
-	if _, inserted := e.idem.getOrInsert(k, en); !inserted {
-		return errors.New("idempotency key recorded twice")
-	}
-	switch ev.Kind {
-	case hunt.KindClaimCompleted:
-		s := e.slots.get(slotKey{ev.Hunt, ev.Hotspot})
-		if s == nil || s.wdef == nil {
-			return errors.New("claim of a hotspot that does not exist")
-		}
-		if ev.Outcome != hunt.Granted {
-			return nil
-		}
-		if _, dup := s.claimers[ev.Player]; dup {
-			return errors.New("I2: player granted twice at one hotspot")
-		}
-		s.decided++
-		s.granted.Store(s.decided)
-		if s.claimers == nil {
-			s.claimers = make(map[hunt.PlayerID]struct{}, 1)
-		}
-		s.claimers[ev.Player] = struct{}{}
-		e.pos.update(posKey{ev.Player, ev.Hunt}, position{lat: ev.Lat, lon: ev.Lon, at: ev.At, epoch: ev.Epoch})
-		if c := ev.Credit(); c != 0 {
-			e.wallets.getOrCreate(ev.Player).change(c, ev.At, ev.Epoch)
-		}
-	case hunt.KindSpendCompleted:
-		if ev.Outcome == hunt.Spent {
-			e.wallets.getOrCreate(ev.Player).change(ev.Credit(), ev.At, ev.Epoch)
-		}
-	}
-	return nil
 }
