@@ -83,22 +83,32 @@ func startServe(t *testing.T, bin, dataDir, addr string, extra ...string) *proc 
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, base: "http://" + addr, logs: logs}
-	deadline := time.Now().Add(30 * time.Second)
+	// Each probe has its own bound, so a node that accepts but never answers
+	// cannot hold the loop past its deadline.
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(serveReadyTimeout)
+	last := "no answer yet"
 	for {
-		resp, err := http.Get(p.base + "/readyz")
-		if err == nil {
+		resp, err := hc.Get(p.base + "/readyz")
+		if err != nil {
+			last = err.Error()
+		} else {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return p
 			}
+			last = resp.Status
 		}
 		if time.Now().After(deadline) {
 			p.kill()
-			t.Fatalf("cairn serve did not become ready in 30 s; output:\n%s", logs.String())
+			t.Fatalf("cairn serve on %s not ready after %v (last /readyz: %s); output:\n%s", addr, serveReadyTimeout, last, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling a child process's readiness; nothing to wait on
 	}
 }
+
+// serveReadyTimeout bounds how long startServe waits for /readyz to answer 200.
+const serveReadyTimeout = 30 * time.Second
 
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)

@@ -29,6 +29,8 @@ func TestReviewSubMillisecondClockMatchesEmbedded(t *testing.T) {
 	edone := make(chan error, 1)
 	go func() { edone <- emb.Run(ectx) }()
 	t.Cleanup(func() { ecancel(); <-edone; emb.Close() })
+	// Calls before Run starts the writers answer ErrClosed: wait for them.
+	waitFor(t, 10*time.Second, "the embedded engine to be ready", func() bool { return emb.Ready() == nil })
 
 	srv := redistest.Start(t)
 	for _, direct := range []bool{false, true} {
