@@ -55,38 +55,69 @@ func (pd *pending) reset() {
 }
 
 // committer makes the pendings of every partition durable together: it takes
-// whatever batches are ready, writes them as ONE synced Pebble batch, then
-// publishes them in order, delivers them to the sinks and answers their
-// callers. Partition writers keep deciding their next batches meanwhile, so
+// whatever batches are ready and writes them as ONE synced Pebble write (a
+// group). Partition writers keep deciding their next batches meanwhile, so
 // under load a group grows to cover every busy partition and one fsync pays
 // for all of them.
 //
+// Two goroutines share the work, so that building and writing the next
+// group overlaps the fsync of the previous ones:
+//
+//   - run takes the ready pendings, copies them into one group batch and
+//     applies it to Pebble without waiting for the WAL sync
+//     (ApplyNoSyncWait; Pebble syncs every group written meanwhile at once);
+//   - settle waits for each group's sync in order, then publishes it,
+//     delivers it to the sinks and answers its callers.
+//
+// At most GroupsInFlight groups are between the two.
+//
 // Order. Pendings arrive in one FIFO channel and a partition submits its own
-// in seq order, so each partition's batches are committed and published in
-// seq order. If a commit fails, the engine fails before the next group is
-// taken, so no later batch (which may have been decided against the failed
-// one's effects) is ever made durable or answered as a success.
+// in seq order, so each partition's batches are written, synced and
+// published in seq order. Once a group fails, the engine fails before settle
+// takes the next one, so no later batch (which may have been decided against
+// the failed one's effects) is ever answered as a success.
 type committer struct {
-	e     *Engine
-	in    chan *pending // capacity: every pending of every partition, so submit never blocks
-	group *pebble.Batch
-	list  []*pending
-	sinks []engine.Sink
+	e       *Engine
+	in      chan *pending // capacity: every pending of every partition, so submit never blocks
+	synced  chan *group   // groups written, in order, waiting for their sync
+	idle    chan *group   // GroupsInFlight reusable groups
+	sinks   []engine.Sink
+	settled chan struct{} // closed when settle returns
 }
 
+// group is one synced write: the pendings it holds and the batch written.
+type group struct {
+	list    []*pending
+	batch   *pebble.Batch // the group's own batch, reused
+	written *pebble.Batch // what was applied: batch, or a lone pending's own
+	events  int
+	batches int
+	start   time.Time
+	err     error // set when the group failed before or while being written
+}
+
+// groupsInFlight bounds the groups written but not yet synced and settled.
+const groupsInFlight = 4
+
 func newCommitter(e *Engine, capacity int) *committer {
-	return &committer{e: e, in: make(chan *pending, capacity)}
+	c := &committer{e: e, in: make(chan *pending, capacity),
+		synced: make(chan *group, groupsInFlight), idle: make(chan *group, groupsInFlight),
+		settled: make(chan struct{})}
+	for range groupsInFlight {
+		c.idle <- &group{batch: e.db.NewBatch()}
+	}
+	return c
 }
 
 // submit hands a decided pending to the committer (writer goroutines).
 func (c *committer) submit(pd *pending) { c.in <- pd }
 
-// run commits groups until in is closed and drained.
+// run writes groups until in is closed and drained, then waits for settle.
 func (c *committer) run() {
-	c.group = c.e.db.NewBatch()
-	defer func() { c.group.Close(); c.group = nil }()
+	go c.settle()
 	for pd := range c.in {
-		c.list = append(c.list[:0], pd)
+		g := <-c.idle
+		g.list = append(g.list[:0], pd)
 	more:
 		for {
 			select {
@@ -94,94 +125,118 @@ func (c *committer) run() {
 				if !ok {
 					break more
 				}
-				c.list = append(c.list, pd)
+				g.list = append(g.list, pd)
 			default:
 				break more
 			}
 		}
-		c.commit(c.list)
-		clear(c.list)
+		c.write(g)
+		c.synced <- g
+	}
+	close(c.synced)
+	<-c.settled
+	for range groupsInFlight {
+		(<-c.idle).batch.Close()
 	}
 }
 
-// commit makes one group durable, publishes and answers it.
-func (c *committer) commit(list []*pending) {
+// write applies the group's batches to Pebble as one synced write, without
+// waiting for the sync. A group of one batch is written as it is;
+// otherwise the batches are copied into the group's batch.
+func (c *committer) write(g *group) {
 	e := c.e
-	err := e.failure()
-	if err == nil {
-		err = e.hook(FaultBeforeCommit)
-	}
-	if err == nil {
-		err = c.write(list)
-	}
-	if err == nil {
-		err = e.hook(FaultAfterCommit)
-	}
-	if err != nil {
-		// Memory (decided state) may now be ahead of disk: fail for good.
-		e.setFailed(fmt.Errorf("%w: commit failed: %v", engine.ErrUnavailable, err))
-		for _, pd := range list {
-			c.finish(pd, engine.ErrUnavailable)
+	g.err, g.written, g.events, g.batches = nil, nil, 0, 0
+	for _, pd := range g.list {
+		if pd.err == nil && !pd.batch.Empty() {
+			g.batches++
+			g.events += len(pd.events)
+			g.written = pd.batch
 		}
+	}
+	if g.err = e.failure(); g.err != nil || g.batches == 0 {
+		g.written = nil
 		return
 	}
-	for _, pd := range list {
-		if pd.err != nil {
-			continue
-		}
-		pd.p.publish(pd)
-		for _, s := range c.sinks {
-			s.Committed(pd.p.id, pd.events)
-		}
-	}
-	if err = e.hook(FaultBeforeAnswer); err != nil {
-		e.setFailed(fmt.Errorf("%w: answer failed: %v", engine.ErrUnavailable, err))
-		err = engine.ErrUnavailable
-	}
-	for _, pd := range list {
-		c.finish(pd, err)
-	}
-}
-
-// write commits the group's batches as one synced write. A group of one
-// batch is committed as it is; otherwise the batches are copied into one.
-func (c *committer) write(list []*pending) error {
-	var only *pebble.Batch
-	batches, events := 0, 0
-	for _, pd := range list {
-		if pd.err != nil || pd.batch.Empty() {
-			continue
-		}
-		batches++
-		events += len(pd.events)
-		only = pd.batch
-	}
-	if batches == 0 {
-		return nil
-	}
-	start := time.Now()
-	var err error
-	if batches == 1 {
-		err = only.Commit(pebble.Sync)
-	} else {
-		c.group.Reset()
-		for _, pd := range list {
+	g.err = e.hook(FaultBeforeCommit)
+	g.start = time.Now()
+	if g.err == nil && g.batches > 1 {
+		g.batch.Reset()
+		for _, pd := range g.list {
 			if pd.err == nil && !pd.batch.Empty() {
-				if err = c.group.Apply(pd.batch, nil); err != nil {
-					return err
+				if g.err = g.batch.Apply(pd.batch, nil); g.err != nil {
+					break
 				}
 			}
 		}
-		err = c.group.Commit(pebble.Sync)
+		g.written = g.batch
 	}
-	if err != nil {
-		return err
+	if g.err == nil {
+		g.err = e.db.ApplyNoSyncWait(g.written, pebble.Sync)
 	}
+	if g.err != nil {
+		// Fail now, not when settle gets here: no later group may be
+		// written, or the log would have a gap where this one is missing.
+		g.written = nil
+		e.setFailed(fmt.Errorf("%w: commit failed: %v", engine.ErrUnavailable, g.err))
+	}
+}
+
+// settle waits for each written group's sync, in order, then publishes and
+// answers it.
+func (c *committer) settle() {
+	defer close(c.settled)
 	e := c.e
-	e.metrics.CommitLatency.Observe(time.Since(start).Seconds())
-	e.metrics.GroupSize.Observe(float64(events))
-	e.metrics.GroupBatches.Observe(float64(batches))
-	return nil
+	for g := range c.synced {
+		err := g.err
+		if g.written != nil {
+			if serr := g.written.SyncWait(); err == nil {
+				err = serr
+			}
+			if err == nil {
+				e.metrics.CommitLatency.Observe(time.Since(g.start).Seconds())
+				e.metrics.GroupSize.Observe(float64(g.events))
+				e.metrics.GroupBatches.Observe(float64(g.batches))
+			}
+		}
+		if err == nil {
+			// An earlier group failed: this one may build on its effects.
+			err = e.failure()
+		}
+		if err == nil {
+			err = e.hook(FaultAfterCommit)
+		}
+		if err != nil {
+			// Memory (decided state) may now be ahead of disk: fail for good.
+			e.setFailed(fmt.Errorf("%w: commit failed: %v", engine.ErrUnavailable, err))
+			c.finishAll(g, engine.ErrUnavailable)
+			continue
+		}
+		for _, pd := range g.list {
+			if pd.err != nil {
+				continue
+			}
+			pd.p.publish(pd)
+			for _, s := range c.sinks {
+				s.Committed(pd.p.id, pd.events)
+			}
+		}
+		if err = e.hook(FaultBeforeAnswer); err != nil {
+			e.setFailed(fmt.Errorf("%w: answer failed: %v", engine.ErrUnavailable, err))
+			err = engine.ErrUnavailable
+		}
+		c.finishAll(g, err)
+	}
+}
+
+// finishAll answers every pending of g and gives g back.
+func (c *committer) finishAll(g *group, err error) {
+	for _, pd := range g.list {
+		c.finish(pd, err)
+	}
+	clear(g.list)
+	g.list = g.list[:0]
+	g.written = nil
+	c.idle <- g
 }
 
 // finish answers every request of pd (err: the commit failed, or pd.err

@@ -286,7 +286,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 	committed := make(chan struct{})
-	go func() { defer close(committed); e.commit.run() }()
+	go func() { defer close(committed); e.commit.run() }() // returns once in is closed and every group settled
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, p := range e.parts {

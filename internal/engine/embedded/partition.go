@@ -317,6 +317,8 @@ func (p *partition) publish(pd *pending) {
 	if prev := hunt.Seq(p.lastSeq.Load()); pd.seq < prev || (len(pd.events) > 0 && pd.seq == prev) {
 		panic(fmt.Sprintf("invariant: partition %d seq not strictly increasing (%d after %d)", p.id, pd.seq, prev))
 	}
-	p.lastSeq.Store(uint64(pd.seq))
-	p.lastAt.Store(pd.now.UnixNano())
+	if len(pd.events) > 0 {
+		p.lastSeq.Store(uint64(pd.seq))
+		p.lastAt.Store(pd.now.UnixNano())
+	}
 }
