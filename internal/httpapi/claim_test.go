@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -172,13 +173,23 @@ func TestShedding(t *testing.T) {
 			}
 		},
 	})
+	// Let the writer go however the test ends: a failure while it is held
+	// would otherwise leave the engine's shutdown (newEnv's cleanup, which
+	// runs after this one) waiting for it until the test binary times out.
+	var releaseOnce sync.Once
+	releaseWriter := func() { armed.Store(false); releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseWriter)
 	s := numSpot(0, 10)
 	e.basicHunt(s)
 	tokA, tokB, tokC := e.token("a"), e.token("b"), e.token("c")
 	armed.Store(true)
 	answers := make(chan resp, 2)
 	go func() { answers <- e.claim(tokA, "h1", s.id, "ka", s.lat, s.lon) }()
-	<-entered // the writer holds A's batch
+	select {
+	case <-entered: // the writer holds A's batch
+	case <-time.After(20 * time.Second):
+		t.Fatal("the partition writer did not reach the commit hook with A's batch within 20 s")
+	}
 	go func() { answers <- e.claim(tokB, "h1", s.id, "kb", s.lat, s.lon) }()
 	waitFor(t, "B queued in the inbox", func() bool {
 		for _, st := range e.eng.Status() {
@@ -197,8 +208,7 @@ func TestShedding(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		checkProblem(t, "claim past its deadline", <-answers, http.StatusServiceUnavailable, "timeout")
 	}
-	armed.Store(false)
-	close(release)
+	releaseWriter()
 	for _, c := range []struct{ tok, key string }{{tokA, "ka"}, {tokB, "kb"}} {
 		again := e.claim(c.tok, "h1", s.id, c.key, s.lat, s.lon)
 		mustStatus(t, "retry after a timeout", again, http.StatusCreated)
