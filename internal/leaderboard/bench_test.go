@@ -96,7 +96,9 @@ func (s *spreadStream) deliver(ctx context.Context, p *Projection, seq []hunt.Se
 // ceiling scenario's stream, through Committed, the inbox and the applier
 // (one producer goroutine standing in for the engine; the applier drains
 // what queued meanwhile). One op is 100,000 grants (about one 10 s ceiling
-// run); ns/grant is wall time, allocs/grant and B/grant count both sides.
+// run); ns/grant is wall time, cpu-ns/grant the process's CPU time (both
+// sides and the collector; steadier than wall time on a shared machine),
+// allocs/grant and B/grant count both sides.
 //
 //   - fresh: into an empty projection, as a server that just started: most
 //     grants put a player on some region board for the first time.
@@ -135,6 +137,7 @@ func BenchmarkApplySpread(b *testing.B) {
 		var ms0, ms1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms0)
+		cpu0 := cpuTime()
 		ops := 0
 		for b.Loop() {
 			if !warm && ops > 0 {
@@ -147,9 +150,11 @@ func BenchmarkApplySpread(b *testing.B) {
 			}
 			ops++
 		}
+		cpu := cpuTime() - cpu0
 		runtime.ReadMemStats(&ms1)
 		grants := float64(ops * stream.grants)
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/grants, "ns/grant")
+		b.ReportMetric(float64(cpu.Nanoseconds())/grants, "cpu-ns/grant")
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/grants, "allocs/grant")
 		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/grants, "B/grant")
 	}
