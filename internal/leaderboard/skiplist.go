@@ -139,6 +139,13 @@ func (l *skiplist) insert(x *node) {
 		}
 		update[i] = cur
 	}
+	l.link(x, &update, &rank)
+}
+
+// link links x after update[i] on every level i below its height; rank[i]
+// is update[i]'s rank (0 for the head). Both describe x's key in the list
+// as it is now (x not in it).
+func (l *skiplist) link(x *node, update *[skipLevelMax]*node, rank *[skipLevelMax]int) {
 	height := len(x.level)
 	if height > l.level {
 		for i := l.level; i < height; i++ {
@@ -203,24 +210,51 @@ func (l *skiplist) unlink(x *node, update *[skipLevelMax]*node) {
 }
 
 // setScore changes x's score: in place when its rank does not change, else
-// unlink and relink the same node (no allocation either way).
+// unlink and relink the same node (no allocation either way). A raise (what
+// every grant does) finds its new place and x's present one in two
+// descents run in lockstep (seekAll).
 func (l *skiplist) setScore(x *node, score int64) {
-	// The neighbours decide whether the rank changes: check them before
-	// paying for a search path.
-	next := x.level[0].next
-	if (x.back == nil || before(x.back.score, x.back.tie, x.back.player, score, x.tie, x.player)) &&
-		(next == nil || before(score, x.tie, x.player, next.score, next.tie, next.player)) {
+	if l.stays(x, score) {
 		x.score = score
 		return
 	}
-	var update [skipLevelMax]*node
-	l.path(x.score, x.tie, x.player, &update)
-	if update[0].level[0].next != x {
+	if score > x.score {
+		var ss [2]seek
+		ss[0].init(l, score, x.tie, x.player)
+		ss[1].init(l, x.score, x.tie, x.player)
+		seekAll(ss[:])
+		l.moveUp(x, score, &ss[0], &ss[1])
+		return
+	}
+	var old [skipLevelMax]*node
+	l.path(x.score, x.tie, x.player, &old)
+	if old[0].level[0].next != x {
 		panic("leaderboard: skiplist invariant: node not found at its own key")
 	}
-	l.unlink(x, &update)
+	l.unlink(x, &old)
 	x.score = score
 	l.insert(x)
+}
+
+// stays reports whether x keeps its rank with score: its neighbours decide,
+// which costs no search.
+func (l *skiplist) stays(x *node, score int64) bool {
+	next := x.level[0].next
+	return (x.back == nil || before(x.back.score, x.back.tie, x.back.player, score, x.tie, x.player)) &&
+		(next == nil || before(score, x.tie, x.player, next.score, next.tie, next.player))
+}
+
+// moveUp gives x the higher score and moves it to its new place: nw is the
+// finished seek of the new key, old that of x's present key. Unlinking x
+// changes neither the nodes ahead of the new key nor their ranks, so nw,
+// found before the unlink, is where to link.
+func (l *skiplist) moveUp(x *node, score int64, nw, old *seek) {
+	if old.update[0].level[0].next != x {
+		panic("leaderboard: skiplist invariant: node not found at its own key")
+	}
+	l.unlink(x, &old.update)
+	x.score = score
+	l.link(x, &nw.update, &nw.rank)
 }
 
 // rank returns x's 1-based position.
@@ -263,6 +297,10 @@ func (l *skiplist) byRank(r int) *node {
 type board struct {
 	list  skiplist
 	nodes map[hunt.PlayerID]*node
+	// chain is every board a grant at a hotspot of this board's region
+	// credits: the hunt's global board, then the regions of length 1 up to
+	// this one's. Set by Projection.chainLocked when a grant first lands here.
+	chain []*board
 }
 
 func newBoard(seed uint64) *board {
@@ -281,11 +319,19 @@ func (b *board) add(player hunt.PlayerID, points int64) {
 		return
 	}
 	// Clone so the board never pins a larger buffer the id may share.
-	player = hunt.PlayerID(strings.Clone(string(player)))
-	x := newNode(b.list.randomHeight())
-	x.player, x.tie, x.score = player, tieKey(player), points
+	x := b.enter(hunt.PlayerID(strings.Clone(string(player))))
+	x.score = points
 	b.list.insert(x)
+}
+
+// enter adds a node for player (not on the board yet) to the player map,
+// without linking it: the caller sets its score and inserts it before any
+// read. player must be a private copy (the board keeps it).
+func (b *board) enter(player hunt.PlayerID) *node {
+	x := newNode(b.list.randomHeight())
+	x.player, x.tie = player, tieKey(player)
 	b.nodes[player] = x
+	return x
 }
 
 // get returns player's rank and score.
