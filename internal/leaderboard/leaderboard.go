@@ -34,10 +34,14 @@
 // (back-pressure to the engine, never a dropped event). Run is the single
 // applier goroutine: it takes inbox items in order and applies them under the
 // write side of one RWMutex, a bounded number of grants per lock hold so that
-// readers never wait long. Reads (Top, Around, Score) come from many HTTP
-// goroutines and hold the read side only while they walk O(log n + limit)
-// nodes. An RWMutex is enough here: the writer is one goroutine doing short,
-// batched holds, and readers never block each other.
+// readers never wait long. One hold applies what it took as one set
+// (stage.go): watermarks and dedupe go event by event as described above,
+// the points are summed per (board, player), and each distinct (board,
+// player) then costs one skiplist operation, the descents of a grant's
+// boards running in lockstep (seek.go). Reads (Top, Around, Score) come
+// from many HTTP goroutines and hold the read side only while they walk
+// O(log n + limit) nodes. An RWMutex is enough here: the writer is one
+// goroutine doing short, batched holds, and readers never block each other.
 //
 // Rebuild replays the log on the caller's goroutine and applies under the
 // same lock. While it runs, the applier holds back (Committed items wait in
@@ -61,12 +65,13 @@
 // # Memory
 //
 // Bounded by players x boards: every (player, board) pair with a grant is one
-// skiplist node, one map entry and a copy of the player id, about 90 bytes
-// plus the id's length (measured: 104 B per entry with 13-byte ids). A player
-// who scores in a hunt sits on its global board and on one region board per
-// distinct geohash prefix (length 1..RegionLenMax) of the hotspots they
-// scored at, so 50k players in one region of a hunt cost about
-// 50k x 5 x 105 B = 26 MB. Boards are never
+// skiplist node and one map entry; the player's id is copied once per hunt
+// and shared by all their nodes there (measured, everything included: 124 B
+// per entry with 13-byte ids when each player is on 5 boards, 129 B on 2).
+// A player who scores in a hunt sits on its global board and on one region
+// board per distinct geohash prefix (length 1..RegionLenMax) of the hotspots
+// they scored at, so 50k players in one region of a hunt cost about
+// 50k x 5 x 124 B = 31 MB. Boards are never
 // removed while the process runs. The inbox holds at most InboxLenMax
 // batches, each a copy of its grants (about 64 bytes per grant).
 //
@@ -193,6 +198,7 @@ type Projection struct {
 		rebuilding   bool
 		rebuildStart time.Time
 		seed         uint64 // per-board skiplist seeds
+		stage        stager // the set being applied (stage.go)
 	}
 
 	wake struct {
@@ -349,12 +355,14 @@ func (p *Projection) apply(items []item) bool {
 		p.checkGapLocked(it.part, wm, it.first)
 		for j := range it.grants {
 			if g := &it.grants[j]; g.seq > wm {
-				p.creditLocked(g)
+				p.stageLocked(g)
 			}
 		}
 		p.advanceLocked(it.part, it.last, it.lastAt)
 		p.stale.Observe(now.Sub(it.lastAt).Seconds())
 	}
+	// Waiters woken above take the read lock, so they see the flushed set.
+	p.flushLocked()
 	p.in.remove(len(items)) // lock order: p.mu, then p.in.mu
 	return true
 }
@@ -368,15 +376,6 @@ func (p *Projection) checkGapLocked(part geo.Partition, wm, first hunt.Seq) {
 	if first > wm+1 {
 		p.log.Error("leaderboard: gap in a partition's events; scores miss them (call Rebuild before the engine commits)",
 			"partition", part, "watermark", wm, "next_seq", first)
-	}
-}
-
-// creditLocked adds a grant's points to its hunt's global board and to every
-// region board containing its hotspot.
-func (p *Projection) creditLocked(g *grant) {
-	p.boardLocked(g.hunt, "").add(g.player, g.points)
-	for n := 1; n <= p.regionLenMax && n <= len(g.geohash); n++ {
-		p.boardLocked(g.hunt, g.geohash[:n]).add(g.player, g.points)
 	}
 }
 

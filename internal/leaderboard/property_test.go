@@ -172,3 +172,162 @@ func TestI5RandomStreamsWithRedelivery(t *testing.T) {
 		}
 	})
 }
+
+// TestAggregatedApplyMatchesModel drives the applier's set path directly (no
+// Run goroutine, so the sets are chosen by the test, not by timing): random
+// logs of several partitions are delivered in a random interleaving with old
+// batches delivered again, and drained in sets of random sizes, so one set
+// often holds many grants of one player on one board, a player's first grant
+// together with later ones, zero-point grants and redeliveries. Sometimes a
+// Rebuild from a prefix of the log runs first (its chunks are sets too).
+// After every set each board must equal a simple model (Σ points of the
+// grants at or below the watermarks), every skiplist must be well formed and
+// nothing may stay staged.
+func TestAggregatedApplyMatchesModel(t *testing.T) {
+	hunts := []hunt.HuntID{"h0", "h1"}
+	geohashes := []string{"u33dc0cpp", "u33db2m3x", "u33dc0zzz", "u281zbc4e", "9q8yyk8yt", "9q8yykzzz", "u"}
+	rapid.Check(t, func(t *rapid.T) {
+		parts := rapid.IntRange(1, 4).Draw(t, "partitions")
+		regionLen := rapid.IntRange(1, 6).Draw(t, "regionLenMax")
+		nPlayers := rapid.IntRange(1, 80).Draw(t, "players")
+		p, err := New(Options{Partitions: parts, RegionLenMax: regionLen, InboxLenMax: InboxLenMax})
+		if err != nil {
+			t.Fatalf("New() = %v", err)
+		}
+
+		// The logs, cut in batches.
+		type batch struct {
+			part geo.Partition
+			evs  []hunt.Event
+		}
+		var src fakeLog
+		var all []hunt.Event
+		perPart := make([][]batch, parts)
+		last := make([]hunt.Seq, parts)
+		for part := range parts {
+			n := rapid.IntRange(0, 120).Draw(t, "events")
+			var evs []hunt.Event
+			for s := 1; s <= n; s++ {
+				seq := hunt.Seq(s)
+				h := hunts[rapid.IntRange(0, len(hunts)-1).Draw(t, "hunt")]
+				pl := hunt.PlayerID(fmt.Sprintf("player-%03d", rapid.IntRange(0, nPlayers-1).Draw(t, "player")))
+				gh := geohashes[rapid.IntRange(0, len(geohashes)-1).Draw(t, "geohash")]
+				switch k := rapid.IntRange(0, 9).Draw(t, "kind"); {
+				case k < 7:
+					evs = append(evs, grantEv(geo.Partition(part), seq, h, pl, gh, rapid.Int64Range(0, 20).Draw(t, "points")))
+				case k < 9:
+					evs = append(evs, rejectEv(geo.Partition(part), seq, h, pl, gh, hunt.AlreadyClaimed))
+				default:
+					evs = append(evs, spendEv(geo.Partition(part), seq, pl))
+				}
+			}
+			all = append(all, evs...)
+			last[part] = hunt.Seq(n)
+			for i := 0; i < len(evs); {
+				k := rapid.IntRange(1, 8).Draw(t, "batchLen")
+				perPart[part] = append(perPart[part], batch{geo.Partition(part), evs[i:min(i+k, len(evs))]})
+				i += k
+			}
+		}
+
+		// Optionally a Rebuild from a prefix of whole batches of every partition.
+		if rapid.Bool().Draw(t, "rebuild") {
+			for part := range parts {
+				cut := rapid.IntRange(0, len(perPart[part])).Draw(t, "cut")
+				for _, b := range perPart[part][:cut] {
+					src.events = append(src.events, b.evs...)
+				}
+			}
+			if err := p.Rebuild(context.Background(), &src); err != nil {
+				t.Fatalf("Rebuild() = %v", err)
+			}
+			checkAgainstModel(t, p, all, regionLen)
+		}
+
+		// A random interleaving of the partitions' batches (each partition
+		// in order), with old batches delivered again.
+		var order []batch
+		next := make([]int, parts)
+		for remaining := len(all); remaining > 0; {
+			part := rapid.IntRange(0, parts-1).Draw(t, "part")
+			if next[part] == len(perPart[part]) {
+				continue
+			}
+			b := perPart[part][next[part]]
+			next[part]++
+			remaining -= len(b.evs)
+			order = append(order, b)
+			if rapid.IntRange(0, 3).Draw(t, "redeliver") == 0 {
+				order = append(order, perPart[part][rapid.IntRange(0, next[part]-1).Draw(t, "old")])
+			}
+		}
+		for _, b := range order {
+			p.Committed(b.part, b.evs)
+		}
+		// Drain in sets of random sizes, checking after each.
+		for p.in.mu.n > 0 {
+			k := rapid.IntRange(1, 24).Draw(t, "setLen")
+			items := p.in.peek(make([]item, 0, k), 1<<30)
+			if !p.apply(items) {
+				t.Fatalf("apply() refused a set with no Rebuild running")
+			}
+			checkAgainstModel(t, p, all, regionLen)
+		}
+		if got := p.Watermarks(); !slices.Equal(got, last) {
+			t.Fatalf("Watermarks() = %v; want %v", got, last)
+		}
+	})
+}
+
+// checkAgainstModel compares every board of p with the sum of the points of
+// the grants of evs at or below p's watermarks, checks every skiplist's
+// structure, and that nothing stays staged.
+func checkAgainstModel(t *rapid.T, p *Projection, evs []hunt.Event, regionLen int) {
+	wm := p.Watermarks()
+	model := map[boardKey]map[hunt.PlayerID]int64{}
+	credit := func(k boardKey, pl hunt.PlayerID, pts int64) {
+		if model[k] == nil {
+			model[k] = map[hunt.PlayerID]int64{}
+		}
+		model[k][pl] += pts
+	}
+	for _, ev := range evs {
+		if !isGrant(&ev) || ev.Epoch.Seq > wm[ev.Epoch.Partition] {
+			continue
+		}
+		credit(boardKey{ev.Hunt, ""}, ev.Player, ev.Points)
+		for n := 1; n <= regionLen && n <= len(ev.Geohash); n++ {
+			credit(boardKey{ev.Hunt, ev.Geohash[:n]}, ev.Player, ev.Points)
+		}
+	}
+	for k, scores := range model {
+		want := sortedModel(scores)
+		if got := p.Top(k.hunt, k.region, 0, PageLenMax).Entries; !slices.Equal(got, want) {
+			t.Fatalf("watermarks %v: Top(%s, %q) = %v; want %v", wm, k.hunt, k.region, got, want)
+		}
+		for _, e := range want {
+			if r, s, ok := p.Score(k.hunt, k.region, e.Player); !ok || r != e.Rank || s != e.Score {
+				t.Fatalf("Score(%s, %q, %s) = (%d, %d, %v); want (%d, %d, true)", k.hunt, k.region, e.Player, r, s, ok, e.Rank, e.Score)
+			}
+		}
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if len(p.mu.boards) != len(model) {
+		t.Fatalf("%d boards; model has %d", len(p.mu.boards), len(model))
+	}
+	if n := len(p.mu.stage.moves); n != 0 {
+		t.Fatalf("%d moves still staged after a set", n)
+	}
+	for k, b := range p.mu.boards {
+		if b.len() != len(model[k]) || len(b.nodes) != b.len() {
+			t.Fatalf("board %v: %d ranked, %d in its map; model %d", k, b.len(), len(b.nodes), len(model[k]))
+		}
+		checkSkiplist(t, &b.list)
+		for pl, x := range b.nodes {
+			if _, staged := stagedAt(x); staged {
+				t.Fatalf("board %v: player %s still marked staged (score %d)", k, pl, x.score)
+			}
+		}
+	}
+}

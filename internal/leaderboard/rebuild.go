@@ -93,8 +93,9 @@ func (p *Projection) applyReplayed(chunk []replayed) {
 		}
 		p.checkGapLocked(r.part, wm, r.seq)
 		if r.granted {
-			p.creditLocked(&r.grant)
+			p.stageLocked(&r.grant)
 		}
 		p.advanceLocked(r.part, r.seq, r.at)
 	}
+	p.flushLocked()
 }
