@@ -33,26 +33,35 @@ func (s *seek) init(l *skiplist, score int64, tie uint64, player hunt.PlayerID) 
 
 // seekAll runs every seek to its end, one step of each in turn: a step
 // advances one node along the seek's current level, or goes down a level at
-// its end.
+// its end. Finished seeks leave the rotation.
 func seekAll(ss []seek) {
-	for running := true; running; {
-		running = false
-		for i := range ss {
-			s := &ss[i]
-			if s.lv < 0 {
-				continue
-			}
-			running = true
+	var live [2 * flushGroupMax]*seek
+	if len(ss) > len(live) {
+		seekAll(ss[len(live):])
+		ss = ss[:len(live)]
+	}
+	n := len(ss)
+	for i := range ss {
+		live[i] = &ss[i]
+	}
+	for n > 0 {
+		for i := 0; i < n; {
+			s := live[i]
 			lk := &s.cur.level[s.lv]
-			if n := lk.next; n != nil && before(n.score, n.tie, n.player, s.score, s.tie, s.player) {
+			if nx := lk.next; nx != nil && before(nx.score, nx.tie, nx.player, s.score, s.tie, s.player) {
 				s.rank[s.lv] += lk.span
-				s.cur = n
+				s.cur = nx
+				i++
 				continue
 			}
 			s.update[s.lv] = s.cur
 			if s.lv--; s.lv >= 0 {
 				s.rank[s.lv] = s.rank[s.lv+1]
+				i++
+				continue
 			}
+			n--
+			live[i] = live[n] // done: swap in the last live seek
 		}
 	}
 }
