@@ -157,7 +157,7 @@ func TestShedding(t *testing.T) {
 		engineFails: true,
 		api:         func(c *Config) { c.RequestTimeout = time.Second },
 		eng: func(c *embedded.Config) {
-			c.InboxLenMax, c.BatchLenMax = 1, 1
+			c.InboxLenMax, c.BatchLenMax, c.PipelineDepth = 1, 1, 1
 			c.FaultHook = func(point string) error {
 				if point != embedded.FaultBeforeCommit {
 					return nil
