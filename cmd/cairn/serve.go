@@ -37,6 +37,8 @@ type serveFlags struct {
 	logLevel   string
 
 	pprofAddr     string
+	gcPercent     int
+	memLimitMiB   int64
 	redisPool     int
 	redisMode     string
 	allowVolatile bool
@@ -64,6 +66,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.partitions, "partitions", 0, "log partitions, fixed when a store is created (0: 64, or what an existing embedded store has)")
 	fs.BoolVar(&f.demo, "demo", false, "create a demo hunt around Paris and print how to claim a ticket")
 	fs.Int64Var(&f.diskFreeMinMiB, "disk-free-min-mib", 256, "embedded: refuse writes (503) while the store's disk has less free space than this, in MiB; -1 = never")
+	fs.IntVar(&f.gcPercent, "gc-percent", -1, "Go GC target percent (-1: GOGC if set, else 400; a soft memory limit keeps it safe)")
+	fs.Int64Var(&f.memLimitMiB, "memory-limit-mib", -1, "Go soft memory limit in MiB (-1: GOMEMLIMIT if set, else 75% of the cgroup's or the machine's memory; 0 = none)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address; off when empty")
 	fs.IntVar(&f.redisPool, "redis-pool-size", 0, "Redis: connections for commands (0 = 10 per CPU)")
 	fs.StringVar(&f.redisMode, "redis-mode", "direct", "Redis: direct (the receiving node calls the Function) or stream (queue on the partition's request stream)")
@@ -88,6 +92,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	f.faultHook = hook
+	pol, err := applyMemoryPolicy(f.gcPercent, f.memLimitMiB, os.Getenv, cgroupMemoryMax, machineMemory)
+	if err != nil {
+		return err
+	}
+	log.Info("memory policy", "gc_percent", pol.GCPercent, "memory_limit_bytes", pol.LimitBytes, "memory_limit_from", pol.LimitSource)
 	claimRate := f.claimRate
 	if claimRate == 0 {
 		claimRate = httpapi.LimitOff

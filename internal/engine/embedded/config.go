@@ -21,7 +21,7 @@ const (
 	// being synced, and once more while a whole group is.
 	PipelineDepthDefault = 4
 	PipelineDepthLimit   = 64
-	BatchLenLimit   = 1 << 16
+	BatchLenLimit        = 1 << 16
 	// DiskFreeMinDefault is the free space below which writes are refused
 	// (see Config.DiskFreeMinBytes): more than Pebble's next WAL and flush need.
 	DiskFreeMinDefault = 256 << 20
