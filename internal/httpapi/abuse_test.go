@@ -353,7 +353,7 @@ func TestOverload(t *testing.T) {
 	const (
 		senders      = 256
 		players      = 4096
-		hotspots     = 16
+		hotspots     = 64 // players × hotspots > requestsMax: no (player, hotspot) pair is claimed twice
 		loadFor      = 3 * time.Second
 		requestsMax  = 200_000
 		commitDelay  = 20 * time.Millisecond
