@@ -187,6 +187,12 @@ func (c *committer) settle() {
 	defer close(c.settled)
 	e := c.e
 	for g := range c.synced {
+		if g.err == nil && g.batches == 0 {
+			// Nothing was written (every batch was refused before its
+			// decisions): no commit to wait for, nothing to publish.
+			c.finishAll(g, nil)
+			continue
+		}
 		err := g.err
 		if g.written != nil {
 			if serr := g.written.SyncWait(); err == nil {

@@ -196,7 +196,9 @@ func (p *partition) process(pd *pending) {
 		}
 		pd.seq = p.seq
 	}
-	e.metrics.BatchSize.Observe(float64(len(pd.events)))
+	if pd.err == nil {
+		e.metrics.BatchSize.Observe(float64(len(pd.events)))
+	}
 	e.commit.submit(pd)
 }
 
