@@ -297,6 +297,27 @@ func (w *faultWorld) verify() verdict {
 	return v
 }
 
+// crashRound starts the node with the crash hook armed at point:n, runs
+// load(base, died) until the node has died, and fails the test unless the
+// hook killed it with SIGKILL.
+func crashRound(t *testing.T, bin, data, addr, point string, n int, load func(base string, died <-chan struct{})) {
+	t.Helper()
+	t.Setenv(envTestHooks, "1")
+	t.Setenv(envTestCrashAt, fmt.Sprintf("%s:%d", point, n))
+	p := startServe(t, bin, data, addr)
+	died := make(chan struct{})
+	var ws syscall.WaitStatus
+	var exited bool
+	go func() { ws, exited = exitOf(p, 30*time.Second); close(died) }()
+	load(p.base, died)
+	<-died
+	if !exited || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		p.kill()
+		t.Fatalf("node with %s=%s:%d: exited %v, status %v; want it killed by SIGKILL at the hook\n%s",
+			envTestCrashAt, point, n, exited, ws, p.logs.String())
+	}
+}
+
 // exitOf waits up to within for p to exit and returns its wait status.
 func exitOf(p *proc, within time.Duration) (ws syscall.WaitStatus, exited bool) {
 	done := make(chan struct{})
@@ -341,20 +362,7 @@ func TestCrashPoints(t *testing.T) {
 				if point == embedded.FaultMidBatch {
 					n = 20 + rng.IntN(100)
 				}
-				t.Setenv(envTestHooks, "1")
-				t.Setenv(envTestCrashAt, fmt.Sprintf("%s:%d", point, n))
-				p = startServe(t, bin, data, addr)
-				died := make(chan struct{})
-				var ws syscall.WaitStatus
-				var exited bool
-				go func() { ws, exited = exitOf(p, 30*time.Second); close(died) }()
-				w.drive(round, 16, 5000, died)
-				<-died
-				if !exited || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-					p.kill()
-					t.Fatalf("round %d: node with %s=%s:%d: exited %v, status %v; want it killed by SIGKILL at the hook\n%s",
-						round, envTestCrashAt, point, n, exited, ws, p.logs.String())
-				}
+				crashRound(t, bin, data, addr, point, n, func(_ string, died <-chan struct{}) { w.drive(round, 16, 5000, died) })
 			}
 			t.Setenv(envTestHooks, "")
 			t.Setenv(envTestCrashAt, "")

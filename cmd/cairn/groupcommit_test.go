@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,23 +44,12 @@ func TestCrashGroupCommit(t *testing.T) {
 			var multi groupStats
 			for round := range cycles {
 				n := 20 + rng.IntN(60) // groups before the kill
-				t.Setenv(envTestHooks, "1")
-				t.Setenv(envTestCrashAt, fmt.Sprintf("%s:%d", point, n))
-				p = startServe(t, bin, data, addr)
-				died := make(chan struct{})
-				var ws syscall.WaitStatus
-				var exited bool
-				go func() { ws, exited = exitOf(p, 30*time.Second); close(died) }()
-				scraped := make(chan struct{})
-				go func() { defer close(scraped); multi.watch(p.base, died) }()
-				w.drive(round, 32, 20000, died)
-				<-died
-				<-scraped
-				if !exited || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-					p.kill()
-					t.Fatalf("round %d: node with %s=%s:%d: exited %v, status %v; want it killed by SIGKILL at the hook\n%s",
-						round, envTestCrashAt, point, n, exited, ws, p.logs.String())
-				}
+				crashRound(t, bin, data, addr, point, n, func(base string, died <-chan struct{}) {
+					scraped := make(chan struct{})
+					go func() { defer close(scraped); multi.watch(base, died) }()
+					w.drive(round, 32, 20000, died)
+					<-scraped
+				})
 			}
 			if !multi.sawGroup() {
 				t.Fatalf("no group commit held more than one partition batch in any round (/metrics: %s); the test did not exercise what it is for", &multi)
