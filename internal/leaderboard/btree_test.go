@@ -11,47 +11,101 @@ import (
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
-// checkSkiplist verifies every structural invariant of l: level-0 order,
-// back pointers, tail, length, and that every span equals the real distance.
-func checkSkiplist(t interface{ Fatalf(string, ...any) }, l *skiplist) {
-	pos := map[*node]int{&l.head: 0}
-	var prev *node
+// checkTree verifies every structural invariant of t: the order of the
+// entries along the leaf list, the leaves' back links, that the in-order
+// leaves of the nodes are that list, every count, every separator, the
+// leaves' copies of their entries' keys, and the length.
+func checkTree(t interface{ Fatalf(string, ...any) }, tr *tree) {
+	var leaves []*leaf
+	var walk func(nd *inner, lv int) int
+	walk = func(nd *inner, lv int) int {
+		if nd.n < 1 || nd.n > treeFanout {
+			t.Fatalf("inner node on level %d with %d children", lv, nd.n)
+		}
+		total := 0
+		for i := range nd.n {
+			var c int
+			var lo *entry // the first entry under child i
+			if lv == 0 {
+				lf := nd.leaves[i]
+				if nd.kids[i] != nil || lf == nil {
+					t.Fatalf("level 0 child %d: kids %v, leaf %v", i, nd.kids[i], lf)
+				}
+				leaves = append(leaves, lf)
+				c = lf.n
+				if lf.n > 0 {
+					lo = lf.ent[0]
+				}
+			} else {
+				if nd.leaves[i] != nil || nd.kids[i] == nil {
+					t.Fatalf("level %d child %d: leaf %v, kids %v", lv, i, nd.leaves[i], nd.kids[i])
+				}
+				from := len(leaves)
+				c = walk(nd.kids[i], lv-1)
+				for _, lf := range leaves[from:] {
+					if lf.n > 0 {
+						lo = lf.ent[0]
+						break
+					}
+				}
+			}
+			if nd.count[i] != c {
+				t.Fatalf("level %d child %d: count %d; holds %d", lv, i, nd.count[i], c)
+			}
+			if i > 0 && lo != nil && before(lo.score, lo.tie, lo.player, nd.score[i], nd.tie[i], nd.player[i]) {
+				t.Fatalf("level %d child %d: first entry (%s, %d) ahead of its separator (%s, %d)", lv, i, lo.player, lo.score, nd.player[i], nd.score[i])
+			}
+			total += c
+		}
+		return total
+	}
+	if n := walk(tr.root, tr.height-1); n != tr.length {
+		t.Fatalf("length = %d; the root counts %d", tr.length, n)
+	}
+	if tr.first != leaves[0] {
+		t.Fatalf("first leaf is not the leftmost")
+	}
+	var prev *entry
 	i := 0
-	for x := l.head.level[0].next; x != nil; x = x.level[0].next {
-		i++
-		pos[x] = i
-		if x.back != prev {
-			t.Fatalf("node %s at rank %d: back = %v; want %v", x.player, i, x.back, prev)
+	for k, lf := range leaves {
+		var want *leaf
+		if k+1 < len(leaves) {
+			want = leaves[k+1]
 		}
-		if prev != nil && !before(prev.score, prev.tie, prev.player, x.score, x.tie, x.player) {
-			t.Fatalf("rank %d (%s, %d) not before rank %d (%s, %d)", i-1, prev.player, prev.score, i, x.player, x.score)
+		if lf.next != want || (k > 0 && lf.prev != leaves[k-1]) || (k == 0 && lf.prev != nil) {
+			t.Fatalf("leaf %d: links differ from the in-order leaves", k)
 		}
-		if len(x.level) > l.level {
-			t.Fatalf("node %s height %d > list level %d", x.player, len(x.level), l.level)
+		if lf.n == 0 && len(leaves) > 1 {
+			t.Fatalf("leaf %d is empty in a tree of %d leaves", k, len(leaves))
 		}
-		prev = x
-	}
-	if i != l.length {
-		t.Fatalf("length = %d; level 0 holds %d", l.length, i)
-	}
-	if l.tail != prev {
-		t.Fatalf("tail = %v; want %v", l.tail, prev)
-	}
-	for lv := 0; lv < l.level; lv++ {
-		cur := &l.head
-		for {
-			lk := cur.level[lv]
-			want := l.length - pos[cur]
-			if lk.next != nil {
-				want = pos[lk.next] - pos[cur]
+		for j := range lf.n {
+			x := lf.ent[j]
+			i++
+			if lf.score[j] != x.score || lf.tie[j] != x.tie || x.tie != tieKey(x.player) {
+				t.Fatalf("rank %d (%s): leaf key (%d, %x), entry (%d, %x)", i, x.player, lf.score[j], lf.tie[j], x.score, x.tie)
 			}
-			if lk.span != want {
-				t.Fatalf("level %d link from rank %d: span %d; want %d", lv, pos[cur], lk.span, want)
+			if prev != nil && !before(prev.score, prev.tie, prev.player, x.score, x.tie, x.player) {
+				t.Fatalf("rank %d (%s, %d) not before rank %d (%s, %d)", i-1, prev.player, prev.score, i, x.player, x.score)
 			}
-			if lk.next == nil {
-				break
+			prev = x
+		}
+		for j := lf.n; j < treeFanout; j++ {
+			if lf.ent[j] != nil {
+				t.Fatalf("leaf %d keeps a pointer past its end", k)
 			}
-			cur = lk.next
+		}
+	}
+	if i != tr.length {
+		t.Fatalf("length = %d; the leaves hold %d", tr.length, i)
+	}
+	// Separators also bound the child before them: the last entry under
+	// child i-1 ranks ahead of separator i. Checked through the ranks: a
+	// descent by every entry's key finds that entry.
+	for _, lf := range leaves {
+		for j := range lf.n {
+			if r := tr.rank(lf.ent[j]); r < 1 {
+				t.Fatalf("rank(%s) = %d", lf.ent[j].player, r)
+			}
 		}
 	}
 }
@@ -77,9 +131,9 @@ func sortedModel(scores map[hunt.PlayerID]int64) []Entry {
 	return out
 }
 
-func TestSkiplistMatchesSortedModel(t *testing.T) {
+func TestTreeMatchesSortedModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		b := newBoard(rapid.Uint64().Draw(t, "seed"))
+		b := newBoard()
 		scores := map[hunt.PlayerID]int64{}
 		nPlayers := rapid.IntRange(1, 60).Draw(t, "players")
 		player := rapid.Custom(func(t *rapid.T) hunt.PlayerID {
@@ -119,7 +173,7 @@ func TestSkiplistMatchesSortedModel(t *testing.T) {
 				}
 			},
 			"": func(t *rapid.T) {
-				checkSkiplist(t, &b.list)
+				checkTree(t, &b.tree)
 				if b.len() != len(scores) {
 					t.Fatalf("len() = %d; want %d", b.len(), len(scores))
 				}
@@ -131,10 +185,10 @@ func TestSkiplistMatchesSortedModel(t *testing.T) {
 	})
 }
 
-// TestSkiplistLargeRandom complements the rapid test (whose boards stay
-// small) with a board tall enough to use many levels.
-func TestSkiplistLargeRandom(t *testing.T) {
-	b := newBoard(99)
+// TestTreeLargeRandom complements the rapid test with a board tall enough
+// to split inner nodes, and deltas of both signs that empty and merge leaves.
+func TestTreeLargeRandom(t *testing.T) {
+	b := newBoard()
 	scores := map[hunt.PlayerID]int64{}
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := range 30_000 {
@@ -143,11 +197,11 @@ func TestSkiplistLargeRandom(t *testing.T) {
 		b.add(p, d)
 		scores[p] += d
 		if i%10_000 == 9_999 {
-			checkSkiplist(t, &b.list)
+			checkTree(t, &b.tree)
 		}
 	}
-	if b.list.level < 4 {
-		t.Fatalf("list level = %d after %d players; want >= 4 (height distribution broken?)", b.list.level, b.len())
+	if b.tree.height < 2 {
+		t.Fatalf("tree height = %d after %d players; want >= 2", b.tree.height, b.len())
 	}
 	want := sortedModel(scores)
 	if got := b.appendRange(nil, 1, b.len()); !slices.Equal(got, want) {
@@ -160,8 +214,8 @@ func TestSkiplistLargeRandom(t *testing.T) {
 	}
 }
 
-func TestSkiplistTiesOrderByPlayerID(t *testing.T) {
-	b := newBoard(1)
+func TestTreeTiesOrderByPlayerID(t *testing.T) {
+	b := newBoard()
 	for _, p := range []hunt.PlayerID{"carol", "alice", "dave", "bob"} {
 		b.add(p, 10)
 	}
@@ -171,11 +225,11 @@ func TestSkiplistTiesOrderByPlayerID(t *testing.T) {
 	if got := b.appendRange(nil, 1, 10); !slices.Equal(got, want) {
 		t.Fatalf("appendRange(1, 10) = %v; want %v", got, want)
 	}
-	checkSkiplist(t, &b.list)
+	checkTree(t, &b.tree)
 }
 
-func TestSkiplistUpdateDoesNotAllocate(t *testing.T) {
-	b := newBoard(7)
+func TestTreeUpdateDoesNotAllocate(t *testing.T) {
+	b := newBoard()
 	for i := range 1000 {
 		b.add(hunt.PlayerID(fmt.Sprintf("p%04d", i)), int64(i%50))
 	}
@@ -191,14 +245,14 @@ func TestSkiplistUpdateDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("add of a ranked player: %v allocs; want 0", allocs)
 	}
-	checkSkiplist(t, &b.list)
+	checkTree(t, &b.tree)
 }
 
 const benchPlayers = 100_000
 
 func benchBoard(b *testing.B) (*board, []hunt.PlayerID) {
 	b.Helper()
-	bd := newBoard(42)
+	bd := newBoard()
 	players := make([]hunt.PlayerID, benchPlayers)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range players {
@@ -237,7 +291,7 @@ func BenchmarkRank(b *testing.B) {
 
 // BenchmarkInsert: a new player entering a board.
 func BenchmarkInsert(b *testing.B) {
-	bd := newBoard(42)
+	bd := newBoard()
 	players := make([]hunt.PlayerID, 1<<18)
 	for i := range players {
 		players[i] = hunt.PlayerID(fmt.Sprintf("player-%07d", i))
@@ -248,7 +302,7 @@ func BenchmarkInsert(b *testing.B) {
 	for b.Loop() {
 		if n == len(players) {
 			b.StopTimer()
-			bd, n = newBoard(42), 0
+			bd, n = newBoard(), 0
 			b.StartTimer()
 		}
 		bd.add(players[n], int64(n%1000))

@@ -181,7 +181,7 @@ func TestI5RandomStreamsWithRedelivery(t *testing.T) {
 // together with later ones, zero-point grants and redeliveries. Sometimes a
 // Rebuild from a prefix of the log runs first (its chunks are sets too).
 // After every set each board must equal a simple model (Σ points of the
-// grants at or below the watermarks), every skiplist must be well formed and
+// grants at or below the watermarks), every tree must be well formed and
 // nothing may stay staged.
 func TestAggregatedApplyMatchesModel(t *testing.T) {
 	hunts := []hunt.HuntID{"h0", "h1"}
@@ -280,7 +280,7 @@ func TestAggregatedApplyMatchesModel(t *testing.T) {
 }
 
 // checkAgainstModel compares every board of p with the sum of the points of
-// the grants of evs at or below p's watermarks, checks every skiplist's
+// the grants of evs at or below p's watermarks, checks every tree's
 // structure, and that nothing stays staged.
 func checkAgainstModel(t *rapid.T, p *Projection, evs []hunt.Event, regionLen int) {
 	wm := p.Watermarks()
@@ -323,7 +323,7 @@ func checkAgainstModel(t *rapid.T, p *Projection, evs []hunt.Event, regionLen in
 		if b.len() != len(model[k]) || len(b.nodes) != b.len() {
 			t.Fatalf("board %v: %d ranked, %d in its map; model %d", k, b.len(), len(b.nodes), len(model[k]))
 		}
-		checkSkiplist(t, &b.list)
+		checkTree(t, &b.tree)
 		for pl, x := range b.nodes {
 			if _, staged := stagedAt(x); staged {
 				t.Fatalf("board %v: player %s still marked staged (score %d)", k, pl, x.score)
