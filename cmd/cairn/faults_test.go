@@ -1,7 +1,6 @@
 package main
 
-// Fault tests on the built binary and on the in-process stack (issue 5,
-// item 3): a kill -9 at each named point of the claim pipeline, a commit
+// Fault tests on the built binary and on the in-process stack: a kill -9 at each named point of the claim pipeline, a commit
 // that fails (an injected fsync failure, and a real full disk on a small
 // tmpfs when the test may mount one). After every fault: each claim
 // answered 201 replays as the same grant, claims whose answer was lost

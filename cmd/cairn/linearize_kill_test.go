@@ -1,6 +1,6 @@
 package main
 
-// Linearizability across real crashes (issue 5, item 2). The engine
+// Linearizability across real crashes. The engine
 // packages record porcupine histories in-process, where a "crash" is a
 // graceful Stop and Start (enginetest.RecordLinearizable). Here the history
 // is recorded the way players see the service: through the built binary,

@@ -2,7 +2,7 @@
 // without any engine code: it folds the log itself and compares the fold with
 // what the engine and the leaderboard report.
 //
-// Invariants checked (DESIGN.md):
+// Invariants checked (docs/ARCHITECTURE.md):
 //
 //   - I7 log integrity: every partition's seqs are contiguous from 1, every
 //     event has a known kind and an outcome of its kind, and every granted

@@ -1,6 +1,6 @@
 package audit
 
-// Linearizability (issue 5, item 2). Where Check looks at the log after the
+// Linearizability. Where Check looks at the log after the
 // fact, CheckLinearizable looks at what clients saw while it happened: each
 // client records every call it made, when it started and returned, and what
 // it answered; porcupine then searches for one sequential order of all those

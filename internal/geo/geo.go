@@ -15,7 +15,7 @@ import (
 // Partition numbers a log partition. Partitions are 0..Count-1.
 type Partition uint32
 
-// Default sizing; see DESIGN.md "The claim pipeline".
+// Default sizing; see docs/ARCHITECTURE.md, "The claim pipeline".
 const (
 	PartitionsDefault = 64
 	PrefixLenDefault  = 4

@@ -1,9 +1,9 @@
 package httpapi
 
-// Abuse and overload tests (issue 5, items 4 and 5), and the fuzz targets of
+// Abuse and overload tests, and the fuzz targets of
 // the remaining decoders of outside input: the Idempotency-Key header, the
 // consistency token and the query strings. Figures measured here are logged
-// (t.Logf) and recorded in docs/FAULTS.md; only the issue's bounds are asserted.
+// (t.Logf) and recorded in docs/FAULTS.md; only the documented bounds are asserted.
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-// Package httpapi serves Cairn's HTTP API v1 (DESIGN.md "HTTP API v1") on the
+// Package httpapi serves Cairn's HTTP API v1 (docs/openapi.yaml) on the
 // standard library's net/http: admin hunts and the streamed hotspot import,
 // nearby hotspots, claims and spends with Idempotency-Key semantics, wallets,
 // leaderboards with read-your-writes, the Server-Sent Events feed,
@@ -15,7 +15,7 @@
 //     internals; an unexpected error is logged and answered 500.
 //   - A claim or spend answer is rendered from its recorded event alone
 //     (render.go), so the replay of a decided request is byte-identical to the
-//     first answer (DESIGN.md I3); replays add `Idempotent-Replayed: true`.
+//     first answer (invariant I3); replays add `Idempotent-Replayed: true`.
 //   - Nothing is read without a bound: bodies through http.MaxBytesReader (413),
 //     strict decoders (exact field names, no duplicates, no unknown fields, one
 //     JSON value, finite numbers), every query parameter range-checked, every

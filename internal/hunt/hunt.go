@@ -3,7 +3,7 @@
 //
 // Everything here is pure: decisions are functions of (state, command, now)
 // and return an outcome; nothing does IO or reads the clock, so the engines,
-// the replay and the audit all agree by construction (DESIGN.md I7).
+// the replay and the audit all agree by construction (invariant I7).
 // Values are plain data and safe to copy; nothing here is safe for concurrent
 // mutation without the caller's own ownership rule (one writer per partition).
 package hunt

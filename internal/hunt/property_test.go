@@ -9,7 +9,7 @@ import (
 )
 
 // world is a minimal sequential state built only from events: the fold of
-// DESIGN.md I7. The property test below decides commands with DecideClaim /
+// invariant I7 (docs/ARCHITECTURE.md). The property test below decides commands with DecideClaim /
 // DecideSpend against it, records events, and checks I1–I5 and that a second
 // fold of the recorded log reproduces the state.
 type world struct {

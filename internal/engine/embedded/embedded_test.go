@@ -498,7 +498,7 @@ func TestNearbyPole(t *testing.T) {
 }
 
 // TestDecideAllocs: the partition decide step (lookups + hunt.DecideClaim)
-// allocates nothing (the budget in DESIGN.md).
+// allocates nothing (the decide step's budget: 0 allocations).
 func TestDecideAllocs(t *testing.T) {
 	p, reqs, now := decideFixture(t)
 	i := 0

@@ -1,5 +1,5 @@
-// Package enginetest is the one conformance suite every Cairn engine passes
-// (STYLE.md habit 2): same requests, same outcomes, same invariants I1–I4 and
+// Package enginetest is the one conformance suite every Cairn engine passes:
+// same requests, same outcomes, same invariants I1–I4 and
 // I7, across restarts.
 //
 // An engine joins by giving Run a factory of Harnesses: each Harness owns one

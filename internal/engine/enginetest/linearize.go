@@ -17,7 +17,7 @@ import (
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
-// The linearizability test (issue 5, item 2) drives an engine from
+// The linearizability test drives an engine from
 // concurrent clients, records every call with its start, its return and its
 // answer in an audit.History, and asks audit.CheckLinearizable (porcupine)
 // whether one sequential order of all of them explains every answer. Unlike

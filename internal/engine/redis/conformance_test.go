@@ -40,7 +40,7 @@ func TestConformanceDirect(t *testing.T) {
 
 // TestLinearizablePipeline and TestLinearizableDirect record concurrent
 // histories (with timeouts and a restart as unknown outcomes) and check them
-// with porcupine (issue 5, item 2).
+// with porcupine.
 func TestLinearizablePipeline(t *testing.T) {
 	enginetest.Linearizable(t, func(t *testing.T) enginetest.Harness { return &harness{srv: redistest.Start(t)} })
 }

@@ -1,6 +1,6 @@
 // Package redis is Cairn's Redis engine: any number of stateless Cairn nodes
 // share one Redis, which holds all state, and give the same outcomes and keep
-// the same invariants (DESIGN.md I1–I7) as the embedded engine.
+// the same invariants (I1–I7, docs/ARCHITECTURE.md) as the embedded engine.
 //
 // The pipeline. A node that receives a claim resolves the hotspot's partition
 // (pinned at the hotspot's first import, cached) and appends a request entry
