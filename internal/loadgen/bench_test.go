@@ -1,40 +1,101 @@
 package loadgen
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 )
 
-// BenchmarkExecute is the generator's own cost per request (build, send,
-// read, parse, record) against a server that answers at once: the ceiling
-// of what one client process can drive, to compare with the server's.
+// fixedServer answers every request with resp, on as many connections as
+// come. It reads requests with no allocation, so a benchmark against it
+// measures the client (the server runs in the same process).
+func fixedServer(b *testing.B, resp []byte) *url.URL {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for {
+					clen := 0
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+						if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+							clen, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+						}
+					}
+					if _, err := br.Discard(clen); err != nil {
+						return
+					}
+					if _, err := nc.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+}
+
+// claimAnswer is what Cairn answers a granted claim, headers included.
+var claimAnswer = canned(http.StatusCreated,
+	`{"claim_id":"61.1","player":"alice","hunt":"demo","hotspot":"notre-dame","outcome":"granted","reward":25,"points":10,"tickets_left":999,"epoch":{"partition":61,"seq":1},"consistency_token":"61.1"}`,
+	"Cache-Control: no-store", "Content-Type: application/json", "Date: Tue, 01 Dec 2026 02:18:53 GMT")
+
+// BenchmarkExecute is the generator's own cost per request (send, read,
+// parse, record) against a server that answers at once with a claim's
+// answer: the ceiling of what one client process can drive.
 func BenchmarkExecute(b *testing.B) {
-	body := []byte(`{"claim_id":"3.17","player":"p1","hunt":"h","hotspot":"s","outcome":"granted","reward":1,"points":1,"tickets_left":9,"epoch":{"partition":3,"seq":17},"consistency_token":"3.17"}`)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		w.Write(body)
-	}))
-	defer srv.Close()
-	u, _ := url.Parse(srv.URL)
-	c := newClient(u, "", 256, 10*time.Second)
+	u := fixedServer(b, claimAnswer)
+	c := newClient(context.Background(), u, "", 256, 10*time.Second)
 	defer c.close()
 	rec := newRecorder()
 	w := testWorld(1)
-	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			rq := w.claim(1, 0, "s", 48.85, 2.35)
-			rec.execute(ctx, c, rq, time.Now())
+			rec.execute(c, rq, time.Now())
 		}
 	})
+}
+
+// BenchmarkExchange is one raw-client exchange of a pre-built claim,
+// without planning or recording.
+func BenchmarkExchange(b *testing.B) {
+	u := fixedServer(b, claimAnswer)
+	c := newClient(context.Background(), u, "", 4, 10*time.Second)
+	defer c.close()
+	rq := testWorld(1).claim(1, 0, "s", 48.85, 2.35)
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp, _ := c.do(rq); resp.status != 201 {
+			b.Fatalf("status %d, %v", resp.status, resp.err)
+		}
+	}
 }
 
 // BenchmarkHuntPlan is the scheduler goroutine's cost to plan one request of

@@ -76,14 +76,21 @@ func loopbackOnly(network, address string, _ syscall.RawConn) error {
 }
 
 // client talks to one Cairn over HTTP. It is safe for concurrent use.
+// Load traffic goes through raw, the generator's own keep-alive HTTP/1.1
+// client; setup, the audit, /readyz and the SSE streams go through
+// net/http, and so does everything for an https target (raw is nil then).
 type client struct {
 	base    string // scheme://host:port[/prefix], no trailing slash
 	admin   string // admin bearer token
+	ctx     context.Context
+	raw     *rawClient
 	http    *http.Client
 	streams *http.Client // no overall timeout: SSE streams live for the whole run
 }
 
-func newClient(target *url.URL, admin string, connsMax int, timeout time.Duration) *client {
+// newClient makes a client for a checked target. ctx is the client's
+// lifetime: when it ends, every load request in flight is cut off.
+func newClient(ctx context.Context, target *url.URL, admin string, connsMax int, timeout time.Duration) *client {
 	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second, Control: loopbackOnly}
 	tr := &http.Transport{
 		DialContext: d.DialContext,
@@ -96,18 +103,29 @@ func newClient(target *url.URL, admin string, connsMax int, timeout time.Duratio
 		TLSHandshakeTimeout: dialTimeout,
 	}
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &client{
+	c := &client{
 		base:    target.String(),
 		admin:   admin,
+		ctx:     ctx,
 		http:    &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: noRedirect},
 		streams: &http.Client{Transport: tr, CheckRedirect: noRedirect},
 	}
+	if target.Scheme == "http" {
+		c.raw = newRawClient(ctx, target.Host, target.EscapedPath(), connsMax, timeout)
+	}
+	return c
 }
 
-func (c *client) close() { c.http.CloseIdleConnections() }
+func (c *client) close() {
+	if c.raw != nil {
+		c.raw.close()
+	}
+	c.http.CloseIdleConnections()
+}
 
 // response is what one exchange came back with. status 0 means no HTTP
-// answer (err says why).
+// answer (err says why). body is kept only for a request sent twice (its
+// pair compares the bytes of both answers).
 type response struct {
 	status   int
 	body     []byte
@@ -115,18 +133,45 @@ type response struct {
 	err      error
 }
 
-// send performs one exchange and reads the whole (bounded) body.
-func (c *client) send(ctx context.Context, rq *request) response {
+// do performs one load exchange and returns its answer with the members
+// of the body the generator looks at (see scanAnswer).
+func (c *client) do(rq *request) (response, answer) {
+	var a answer
+	wantToken := rq.done != nil
+	if c.raw == nil {
+		resp := c.sendHTTP(rq)
+		if resp.status != 0 {
+			scanAnswer(resp.body, &a, wantToken)
+		}
+		if rq.pair == nil {
+			resp.body = nil
+		}
+		return resp, a
+	}
+	var resp response
+	resp.err = c.raw.exchange(rq, func(ra *rawAnswer) {
+		resp.status, resp.replayed = ra.status, ra.replayed
+		scanAnswer(ra.body, &a, wantToken)
+		if rq.pair != nil {
+			resp.body = bytes.Clone(ra.body)
+		}
+	})
+	return resp, a
+}
+
+// sendHTTP performs one exchange through net/http (https targets) and
+// reads the whole (bounded) body.
+func (c *client) sendHTTP(rq *request) response {
 	var body io.Reader
 	if rq.body != nil {
 		body = bytes.NewReader(rq.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, rq.method, c.base+rq.path, body)
+	req, err := http.NewRequestWithContext(c.ctx, rq.method, c.base+rq.path, body)
 	if err != nil {
 		return response{err: err}
 	}
-	if rq.token != "" {
-		req.Header.Set("Authorization", "Bearer "+rq.token)
+	if v, ok := bytes.CutPrefix(rq.auth, []byte("Authorization: ")); ok {
+		req.Header.Set("Authorization", string(bytes.TrimSpace(v)))
 	}
 	if rq.key != "" {
 		req.Header.Set("Idempotency-Key", rq.key)
@@ -296,7 +341,7 @@ func Audit(ctx context.Context, target, adminToken string) (audit.Report, error)
 	if err != nil {
 		return audit.Report{}, err
 	}
-	c := newClient(u, adminToken, 1, auditTimeout)
+	c := newClient(ctx, u, adminToken, 1, auditTimeout)
 	defer c.close()
 	return c.audit(ctx)
 }

@@ -201,12 +201,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		players = max(players, cfg.Concurrency)
 		ttl = tokenTTLMargin + time.Duration(cfg.Rounds)*tokenTTLStormPerStep
 	}
-	c := newClient(u, cfg.AdminToken, slots, cfg.RequestTimeout)
+	c := newClient(ctx, u, cfg.AdminToken, slots, cfg.RequestTimeout)
 	defer c.close()
 
 	w := &world{hunt: huntID, nonce: strconv.FormatInt(now.UnixNano(), 36)}
 	w.players = make([]hunt.PlayerID, players)
-	w.tokens = make([]string, players)
+	tokens := make([]string, players)
 	w.lastToken = make([]atomic.Pointer[string], players)
 	for i := range w.players {
 		w.players[i] = hunt.PlayerID("ld" + w.nonce + "-p" + strconv.Itoa(i))
@@ -214,8 +214,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mint token: %w", err)
 		}
-		w.tokens[i] = tok
+		tokens[i] = tok
 	}
+	w.setTokens(tokens)
 
 	res := &Result{Scenario: cfg.Scenario, Params: paramsOf(&cfg, huntID, seed)}
 	if err := c.waitReady(ctx); err != nil {

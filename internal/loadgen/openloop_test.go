@@ -35,13 +35,14 @@ func stallServer(t *testing.T, stall time.Duration) (*httptest.Server, *atomic.I
 	return srv, &n
 }
 
-func testClient(t *testing.T, srv *httptest.Server, conns int) *client {
+// testClient is a client of srv whose load requests end when ctx does.
+func testClient(ctx context.Context, t *testing.T, srv *httptest.Server, conns int) *client {
 	t.Helper()
 	u, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newClient(u, testAdmin, conns, 30*time.Second)
+	c := newClient(ctx, u, testAdmin, conns, 30*time.Second)
 	t.Cleanup(c.close)
 	return c
 }
@@ -52,7 +53,7 @@ func testClient(t *testing.T, srv *httptest.Server, conns int) *client {
 // the latency it reports (from each request's scheduled time) is ≥ 1 s.
 func TestOpenLoopAgainstStallingServer(t *testing.T) {
 	srv, got := stallServer(t, time.Second)
-	c := testClient(t, srv, 4096)
+	c := testClient(context.Background(), t, srv, 4096)
 	rec := newRecorder()
 	rate := Rate{From: 50, To: 50}
 	const d = 2 * time.Second
@@ -86,7 +87,7 @@ func TestOpenLoopAgainstStallingServer(t *testing.T) {
 // never queued behind the slow ones.
 func TestOpenLoopSaturatedClient(t *testing.T) {
 	srv, got := stallServer(t, time.Second)
-	c := testClient(t, srv, 5)
+	c := testClient(context.Background(), t, srv, 5)
 	rec := newRecorder()
 	rate := Rate{From: 40, To: 40}
 	start := openLoop(context.Background(), c, rec, rate, 500*time.Millisecond, make(inflight, 5), fixedPlanner{"/stall"})
@@ -107,9 +108,9 @@ func TestOpenLoopSaturatedClient(t *testing.T) {
 // requests in flight; openLoop returns promptly with what it had.
 func TestOpenLoopStopsOnCancel(t *testing.T) {
 	srv, _ := stallServer(t, time.Minute)
-	c := testClient(t, srv, 100)
-	rec := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
+	c := testClient(ctx, t, srv, 100)
+	rec := newRecorder()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -142,7 +142,7 @@ func (r *recorder) replayStats() *ReplayStats {
 func (r *recorder) fill(res *Result, start time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res.Scheduled, res.Sent, res.Responses, res.Errors = r.mu.scheduled, r.mu.sent, r.mu.responses, r.mu.errors
+	res.Scheduled, res.Sent, res.Responses, res.Errors = r.scheduled.Load(), r.sent.Load(), r.mu.responses, r.mu.errors
 	if r.mu.lastDone.After(start) {
 		res.ElapsedS = r.mu.lastDone.Sub(start).Seconds()
 		res.AchievedRPS = float64(res.Responses) / res.ElapsedS

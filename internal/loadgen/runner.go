@@ -3,7 +3,6 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -36,8 +36,8 @@ var opNames = [opKinds]string{"claim", "retry", "leaderboard", "wallet", "spend"
 type request struct {
 	kind   opKind
 	method string
-	path   string
-	token  string // player bearer token
+	path   string // below the target's prefix, query included; visible ASCII only
+	auth   []byte // the player's pre-rendered "Authorization: Bearer ...\r\n" line (shared, read-only)
 	key    string // Idempotency-Key; "" for reads
 	body   []byte
 	// pair is set for requests that are sent twice (replays, retries): the
@@ -46,15 +46,6 @@ type request struct {
 	side int
 	// done, if set, sees a decided answer (claims keep their consistency token).
 	done func(status int, parsed *answer)
-}
-
-// answer holds the fields of a Cairn response body the generator looks at.
-type answer struct {
-	Outcome          string   `json:"outcome"`
-	Code             string   `json:"code"`
-	Type             string   `json:"type"`
-	ConsistencyToken string   `json:"consistency_token"`
-	StalenessMS      *float64 `json:"staleness_ms"`
 }
 
 // label names a response as "<status> <outcome>", e.g. "201 granted",
@@ -147,17 +138,17 @@ const (
 // recorder collects every sample of a run. All methods are safe for
 // concurrent use; one mutex is plenty at the rates one machine can drive.
 type recorder struct {
-	mu struct {
+	scheduled, sent atomic.Int64
+	mu              struct {
 		sync.Mutex
 		all        *hdrhistogram.Histogram
 		ops        [opKinds]*hdrhistogram.Histogram
 		staleness  *hdrhistogram.Histogram // µs, from leaderboard staleness_ms
 		outcomes   map[string]int64
+		labels     map[labelKey]string // label() of every answer shape seen, built once each
 		errKinds   map[string]int64
 		errSamples []string
 		violations []string
-		scheduled  int64
-		sent       int64
 		responses  int64
 		errors     int64
 		pairs      int64
@@ -175,6 +166,7 @@ func newRecorder() *recorder {
 	}
 	r.mu.staleness = newHist()
 	r.mu.outcomes = map[string]int64{}
+	r.mu.labels = map[labelKey]string{}
 	r.mu.errKinds = map[string]int64{}
 	return r
 }
@@ -200,12 +192,33 @@ func (r *recorder) violation(v string) {
 }
 
 func (r *recorder) scheduledOne(sent bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.mu.scheduled++
+	r.scheduled.Add(1)
 	if sent {
-		r.mu.sent++
+		r.sent.Add(1)
 	}
+}
+
+// labelKey is what label() depends on.
+type labelKey struct {
+	kind               opKind
+	replayed           bool
+	status             int
+	outcome, code, typ string
+}
+
+// labelLocked is label(), plus " replayed", built once per distinct shape:
+// the outcome counts then cost no allocation per answer.
+func (r *recorder) labelLocked(kind opKind, status int, a *answer, replayed bool) string {
+	k := labelKey{kind: kind, replayed: replayed, status: status, outcome: a.Outcome, code: a.Code, typ: a.Type}
+	if l, ok := r.mu.labels[k]; ok {
+		return l
+	}
+	l := label(kind, status, a)
+	if replayed {
+		l += " replayed"
+	}
+	r.mu.labels[k] = l
+	return l
 }
 
 func (r *recorder) newPair() {
@@ -218,23 +231,13 @@ func (r *recorder) newPair() {
 // when it was actually sent: a late client or a slow server both show up as
 // latency, so nothing is hidden by coordinated omission), and records it.
 // It returns the response and its parsed answer.
-func (r *recorder) execute(ctx context.Context, c *client, rq *request, at time.Time) (response, answer) {
-	resp := c.send(ctx, rq)
+func (r *recorder) execute(c *client, rq *request, at time.Time) (response, answer) {
+	resp, a := c.do(rq)
 	lat := time.Since(at)
-	var a answer
-	if resp.status != 0 && len(resp.body) > 0 && resp.body[0] == '{' {
-		_ = json.Unmarshal(resp.body, &a) // a body we cannot read still has a status
-	}
-	var lbl, mismatch string
+	var mismatch string
 	var compared bool
-	if resp.status != 0 {
-		lbl = label(rq.kind, resp.status, &a)
-		if resp.replayed {
-			lbl += " replayed"
-		}
-		if rq.pair != nil {
-			compared, mismatch = rq.pair.record(rq.side, &resp, a.Outcome != "")
-		}
+	if resp.status != 0 && rq.pair != nil {
+		compared, mismatch = rq.pair.record(rq.side, &resp, a.Outcome != "")
 	}
 
 	r.mu.Lock()
@@ -246,8 +249,7 @@ func (r *recorder) execute(ctx context.Context, c *client, rq *request, at time.
 	if compared {
 		r.mu.compared++
 	}
-	switch {
-	case resp.status == 0:
+	if resp.status == 0 {
 		kind := errTransport
 		var ne net.Error
 		switch {
@@ -258,7 +260,9 @@ func (r *recorder) execute(ctx context.Context, c *client, rq *request, at time.
 		}
 		r.errorLocked(kind, resp.err.Error())
 		return resp, a
-	case resp.status >= 500:
+	}
+	lbl := r.labelLocked(rq.kind, resp.status, &a, resp.replayed)
+	if resp.status >= 500 {
 		r.errorLocked(err5xx, fmt.Sprintf("%s %s: %s", rq.method, rq.path, lbl))
 	}
 	r.mu.responses++
@@ -270,8 +274,8 @@ func (r *recorder) execute(ctx context.Context, c *client, rq *request, at time.
 		r.errorLocked(errMismatch, mismatch)
 		r.mu.violations = append(r.mu.violations, fmt.Sprintf("I3 %s %s key %q answered twice differently: %s", rq.method, rq.path, rq.key, mismatch))
 	}
-	if rq.kind == opLeaderboard && resp.status == http.StatusOK && a.StalenessMS != nil {
-		recordUS(r.mu.staleness, time.Duration(*a.StalenessMS*float64(time.Millisecond)))
+	if rq.kind == opLeaderboard && resp.status == http.StatusOK && a.HasStaleness {
+		recordUS(r.mu.staleness, time.Duration(a.StalenessMS*float64(time.Millisecond)))
 	}
 	if rq.done != nil && decided(resp.status) {
 		// done runs under the lock only because it is tiny (an atomic store).
@@ -289,7 +293,7 @@ type progress struct {
 func (r *recorder) progress() progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return progress{sent: r.mu.sent, errors: r.mu.errors, p99: time.Duration(r.mu.all.ValueAtQuantile(99)) * time.Microsecond}
+	return progress{sent: r.sent.Load(), errors: r.mu.errors, p99: time.Duration(r.mu.all.ValueAtQuantile(99)) * time.Microsecond}
 }
 
 // inflight bounds the requests in flight. The scheduler never waits for a
@@ -346,7 +350,7 @@ func openLoop(ctx context.Context, c *client, rec *recorder, rate Rate, d time.D
 		rec.scheduledOne(true)
 		wg.Go(func() {
 			defer slots.release()
-			rec.execute(ctx, c, rq, at)
+			rec.execute(c, rq, at)
 		})
 	}
 	wg.Wait()

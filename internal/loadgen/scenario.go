@@ -64,10 +64,23 @@ type world struct {
 	hunt    hunt.HuntID
 	nonce   string // makes this run's player ids and keys unique
 	tokens  []string
+	auth    [][]byte // per player: the pre-rendered Authorization header line
 	players []hunt.PlayerID
+	// wantTokens: claims keep their answer's consistency token (the hunt's
+	// after= reads use it); other scenarios skip it.
+	wantTokens bool
 	// lastToken is each player's latest consistency token (for after= reads);
 	// written by answers on many goroutines.
 	lastToken []atomic.Pointer[string]
+}
+
+// setTokens sets the players' tokens and their pre-rendered header lines.
+func (w *world) setTokens(tokens []string) {
+	w.tokens = tokens
+	w.auth = make([][]byte, len(tokens))
+	for i, t := range tokens {
+		w.auth[i] = authBlock(t)
+	}
 }
 
 func (w *world) claimPath(spot hunt.HotspotID) string {
@@ -82,14 +95,16 @@ func (w *world) claim(i int64, p int, spot hunt.HotspotID, lat, lon float64) *re
 		kind:   opClaim,
 		method: http.MethodPost,
 		path:   w.claimPath(spot),
-		token:  w.tokens[p],
+		auth:   w.auth[p],
 		key:    w.key(i),
-		body:   appendClaimBody(nil, lat, lon),
+		body:   appendClaimBody(make([]byte, 0, claimBodyCap), lat, lon),
 	}
-	rq.done = func(status int, a *answer) {
-		if a.ConsistencyToken != "" {
-			tok := a.ConsistencyToken
-			w.lastToken[p].Store(&tok)
+	if w.wantTokens {
+		rq.done = func(status int, a *answer) {
+			if a.ConsistencyToken != "" {
+				tok := a.ConsistencyToken
+				w.lastToken[p].Store(&tok)
+			}
 		}
 	}
 	return rq
@@ -100,19 +115,19 @@ func (w *world) spend(i int64, p int, amount int64) *request {
 		kind:   opSpend,
 		method: http.MethodPost,
 		path:   "/v1/wallet/spend",
-		token:  w.tokens[p],
+		auth:   w.auth[p],
 		key:    w.key(i),
 		body:   []byte(`{"amount":` + strconv.FormatInt(amount, 10) + `,"reason":"cairn load"}`),
 	}
 }
 
 func (w *world) leaderboard(p int, query string) *request {
-	return &request{kind: opLeaderboard, method: http.MethodGet, token: w.tokens[p],
+	return &request{kind: opLeaderboard, method: http.MethodGet, auth: w.auth[p],
 		path: "/v1/hunts/" + string(w.hunt) + "/leaderboard?limit=10" + query}
 }
 
 func (w *world) wallet(p int) *request {
-	return &request{kind: opWallet, method: http.MethodGet, path: "/v1/wallet", token: w.tokens[p]}
+	return &request{kind: opWallet, method: http.MethodGet, path: "/v1/wallet", auth: w.auth[p]}
 }
 
 // resend is the second copy of a request sent twice: the same key, token and
@@ -123,6 +138,9 @@ func resend(rq *request, kind opKind) *request {
 	dup.side = 1
 	return &dup
 }
+
+// claimBodyCap fits a claim body with full-precision coordinates.
+const claimBodyCap = 64
 
 func appendClaimBody(b []byte, lat, lon float64) []byte {
 	b = append(b, `{"lat":`...)
@@ -215,6 +233,7 @@ type huntPlanner struct {
 }
 
 func newHuntPlanner(w *world, rng *rand.Rand, spots []hunt.Hotspot, rec *recorder) *huntPlanner {
+	w.wantTokens = true
 	return &huntPlanner{w: w, rng: rng, spots: spots, rec: rec,
 		zipf: rand.NewZipf(rng, zipfS, 1, uint64(len(spots)-1))}
 }
@@ -331,7 +350,7 @@ type StormRound struct {
 func storm(ctx context.Context, c *client, rec *recorder, w *world, k, rounds int) ([]StormRound, error) {
 	// Open k connections first, so the storm measures claims, not k
 	// simultaneous TCP handshakes against the listen backlog.
-	warm(ctx, c, k)
+	warm(c, k)
 	var out []StormRound
 	for r := 1; r <= rounds && ctx.Err() == nil; r++ {
 		id := hunt.HotspotID(fmt.Sprintf("storm-%s-%d", w.nonce, r))
@@ -353,7 +372,7 @@ func storm(ctx context.Context, c *client, rec *recorder, w *world, k, rounds in
 			rec.scheduledOne(true)
 			wg.Go(func() {
 				<-start
-				resp, a := rec.execute(ctx, c, rq, at)
+				resp, a := rec.execute(c, rq, at)
 				lat := time.Since(at)
 				mu.Lock()
 				defer mu.Unlock()
@@ -385,11 +404,11 @@ func storm(ctx context.Context, c *client, rec *recorder, w *world, k, rounds in
 }
 
 // warm opens up to n keep-alive connections with concurrent /healthz calls.
-func warm(ctx context.Context, c *client, n int) {
+func warm(c *client, n int) {
 	var wg sync.WaitGroup
 	for range n {
 		// A failed warm-up is not reported: it shows up in the storm itself.
-		wg.Go(func() { c.send(ctx, &request{method: http.MethodGet, path: "/healthz"}) })
+		wg.Go(func() { c.do(&request{method: http.MethodGet, path: "/healthz"}) })
 	}
 	wg.Wait()
 }

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -150,9 +151,9 @@ func TestCheckTargetLoopbackGuard(t *testing.T) {
 // TestDialerRefusesNonLoopback: even when a URL slips through, the dialer's
 // Control hook refuses a non-loopback address before connecting.
 func TestDialerRefusesNonLoopback(t *testing.T) {
-	c := newClient(&url.URL{Scheme: "http", Host: "192.0.2.1:80"}, "", 1, 5*time.Second)
+	c := newClient(context.Background(), &url.URL{Scheme: "http", Host: "192.0.2.1:80"}, "", 1, 5*time.Second)
 	defer c.close()
-	r := c.send(context.Background(), &request{method: http.MethodGet, path: "/"})
+	r, _ := c.do(&request{method: http.MethodGet, path: "/"})
 	if r.status != 0 || !errors.Is(r.err, ErrNotLoopback) {
 		t.Fatalf("send to 192.0.2.1 = status %d, err %v; want ErrNotLoopback", r.status, r.err)
 	}
@@ -202,7 +203,7 @@ func TestLabel(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var a answer
-		_ = json.Unmarshal([]byte(tc.body), &a)
+		scanAnswer([]byte(tc.body), &a, false)
 		if got := label(tc.kind, tc.status, &a); got != tc.want {
 			t.Errorf("label(%s, %d, %s) = %q; want %q", opNames[tc.kind], tc.status, tc.body, got, tc.want)
 		}
@@ -271,10 +272,12 @@ func TestSummarize(t *testing.T) {
 
 func testWorld(players int) *world {
 	w := &world{hunt: "hx", nonce: "n1"}
+	var tokens []string
 	for i := range players {
 		w.players = append(w.players, hunt.PlayerID("p"+string(rune('a'+i))))
-		w.tokens = append(w.tokens, "tok-"+string(rune('a'+i)))
+		tokens = append(tokens, "tok-"+string(rune('a'+i)))
 	}
+	w.setTokens(tokens)
 	w.lastToken = make([]atomic.Pointer[string], players)
 	return w
 }
@@ -321,7 +324,7 @@ func TestHuntPlannerMix(t *testing.T) {
 			if geo.DistanceM(b.Lat, b.Lon, s.Lat, s.Lon) > hunt.ClaimRadiusMDef {
 				far++
 			}
-			if rq.pair == nil || rq.method != http.MethodPost || rq.token == "" {
+			if rq.pair == nil || rq.method != http.MethodPost || len(rq.auth) == 0 {
 				t.Fatalf("claim %d = %+v; want a POST with a token and a pair", i, rq)
 			}
 		case opRetry:
@@ -414,7 +417,7 @@ func TestUniformSpotsAndReplayPlanner(t *testing.T) {
 		if a.pair == nil || a.pair != b.pair || a.side != 0 || b.side != 1 {
 			t.Fatalf("requests %d and %d are not one pair (sides %d, %d)", i, i+1, a.side, b.side)
 		}
-		if a.key != b.key || string(a.body) != string(b.body) || a.path != b.path || a.token != b.token || a.kind != b.kind {
+		if a.key != b.key || string(a.body) != string(b.body) || a.path != b.path || !bytes.Equal(a.auth, b.auth) || a.kind != b.kind {
 			t.Fatalf("replay %d differs from its original: %+v vs %+v", i, a, b)
 		}
 		if a.kind == opSpend {
