@@ -1,5 +1,5 @@
 // Package embedded is Cairn's default claim engine: one process, one Pebble
-// store, one writer goroutine per log partition.
+// store, one writer goroutine per log partition and one committer.
 //
 // Pipeline. A claim is checked, its hotspot looked up (unknown hunt or
 // hotspot: an error, nothing recorded), its (player, key) reserved in the
@@ -8,55 +8,59 @@
 // writer takes one request, drains up to BatchLenMax more without blocking,
 // decides them in order with hunt.DecideClaim / hunt.DecideSpend against its
 // own state (so the second claim of a single ticket in one batch is
-// sold_out), writes their events into ONE Pebble batch, commits it synced,
-// then publishes the new state, feeds the sinks and wakes the callers.
-// Pebble groups the concurrent synced commits of all writers into shared WAL
-// syncs. The store's key layout is documented at the top of store.go.
+// sold_out), applies them to that state and encodes their events into the
+// partition's pending batch, which it hands to the committer. The committer
+// writes the ready batches of every partition as ONE synced Pebble write (a
+// group), and settles groups in order: once a group is synced it publishes
+// the new state, feeds the sinks and wakes the callers (commit.go). A writer
+// decides its next batch while earlier ones are being synced, up to
+// PipelineDepth batches ahead. The store's key layout is documented at the
+// top of store.go; the fold (apply, publish) in fold.go.
 //
 // Invariants. I1: a writer alone decides its hotspots, and imports clamp
-// tickets to what is granted. I2: claimer sets live with the hotspot, owned by
+// tickets to what is decided. I2: claimer sets live with the hotspot, owned by
 // its writer. I3: (player, key) has one entry across all partitions;
 // duplicates in flight wait for the first decision. I4: credits are added only
 // once their grant is durable; a player's spends are serialized by one writer
 // (the partition of hash(player)), which reserves by an atomic subtract of a
 // balance that other partitions can only raise. I6: nobody is answered before
-// the batch is synced. I7: memory is a cache; Open rebuilds it by folding the
-// log, applying recorded outcomes without deciding again.
+// the group holding their batch is synced. I7: memory is a cache; Open
+// rebuilds it by folding the log through the writer's own apply and publish,
+// applying recorded outcomes without deciding again.
 //
 // Concurrency. Every exported method is safe for concurrent use. A
-// partition's state (granted counts being decided, claimer sets, its seq) has
-// no mutex: only its writer touches it. What others read (hotspot definitions,
-// granted counts, epochs) is published through atomics after the batch that
-// changed it is durable. Shared maps (idempotency, wallets, positions, the
-// hotspot index) are sharded behind small mutexes.
+// partition's state (decided counts, claimer sets, its seq) has no mutex:
+// only its writer touches it. What others read (hotspot definitions, granted
+// counts, epochs) is published through atomics by the committer after the
+// group that changed it is durable, in each partition's seq order. Shared
+// maps (idempotency, wallets, positions, the hotspot index) are sharded
+// behind small mutexes.
 //
 // Lifecycle. Open loads the store; Hunts, Hunt, Hotspots, Nearby, Wallet,
 // Ledger and Events work from then on (the offline verifier needs no Run),
 // and PutHunt writes directly. Claim, Spend and ImportHotspots answer
 // engine.ErrClosed until Run starts the writers and after it stops them. When
-// Run's ctx is done, new calls get ErrClosed, the writers commit and answer
-// every request already in their inboxes, and Run returns. Close then closes
-// Pebble.
+// Run's ctx is done, new calls get ErrClosed, the writers decide every
+// request already in their inboxes, the committer commits and answers them,
+// and Run returns. Close then closes Pebble.
 //
-// Failure. If a commit fails (a Pebble error, or a FaultHook error in
-// tests), memory may be ahead of disk, so the engine fails for good: every
-// waiting and later Claim, Spend, ImportHotspots and PutHunt gets
-// engine.ErrUnavailable, Ready returns the failure, and Run stops the writers
-// and returns it (wrapping engine.ErrUnavailable), so that the process exits.
-// Recovery is a restart: Open folds the log, which holds exactly the batches
-// that committed. Reads keep answering from published (durable) state, except
-// that a wallet may show a spend reservation whose batch failed.
+// Failure. If a group fails (a Pebble error, or a FaultHook error in tests),
+// memory may be ahead of disk, so the engine fails for good before any later
+// group is written: every waiting and later Claim, Spend, ImportHotspots and
+// PutHunt gets engine.ErrUnavailable, Ready returns the failure, and Run stops
+// the writers and returns it (wrapping engine.ErrUnavailable), so that the
+// process exits. Recovery is a restart: Open folds the log, which holds
+// exactly the groups that committed. Reads keep answering from published
+// (durable) state, except that a wallet may show a spend reservation whose
+// batch failed.
 package embedded
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -372,359 +376,6 @@ func (e *Engine) Status() []engine.Status {
 	}
 	return out
 }
-
-// ---- hunts and hotspots ----
-
-// PutHunt creates or updates a hunt; it is written synced before it is visible.
-func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
-	if err := e.writable(); err != nil {
-		return err
-	}
-	if err := h.Normalize(); err != nil {
-		return err
-	}
-	b, err := json.Marshal(&h)
-	if err != nil {
-		return err
-	}
-	e.hunts.mu.Lock()
-	defer e.hunts.mu.Unlock()
-	if err := e.db.Set(huntKey(h.ID), b, pebble.Sync); err != nil {
-		// Memory was not touched, so the engine has not failed.
-		return fmt.Errorf("%w: put hunt %s: %v", engine.ErrUnavailable, h.ID, err)
-	}
-	if he := e.hunts.get(h.ID); he != nil {
-		he.def.Store(&h)
-		return nil
-	}
-	he := newHuntEntry(h.ID)
-	he.def.Store(&h)
-	old := *e.hunts.snap.Load()
-	m := make(map[hunt.HuntID]*huntEntry, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	m[h.ID] = he
-	e.hunts.snap.Store(&m)
-	return nil
-}
-
-// Hunt returns a hunt or hunt.ErrUnknownHunt.
-func (e *Engine) Hunt(ctx context.Context, id hunt.HuntID) (hunt.Hunt, error) {
-	he := e.hunts.get(id)
-	if he == nil {
-		return hunt.Hunt{}, hunt.ErrUnknownHunt
-	}
-	return *he.def.Load(), nil
-}
-
-// Hunts lists every hunt ordered by id.
-func (e *Engine) Hunts(ctx context.Context) ([]hunt.Hunt, error) {
-	list := e.hunts.list()
-	out := make([]hunt.Hunt, len(list))
-	for i, he := range list {
-		out[i] = *he.def.Load()
-	}
-	return out, nil
-}
-
-// ImportHotspots upserts up to engine.ImportBatchMax hotspots of one hunt
-// through their partitions' writers and returns once all are durable.
-func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.Hotspot) error {
-	if err := e.writable(); err != nil {
-		return err
-	}
-	he := e.hunts.get(id)
-	if he == nil {
-		return hunt.ErrUnknownHunt
-	}
-	if len(hs) > engine.ImportBatchMax {
-		return hunt.Invalid("hotspots", "at most %d per call", engine.ImportBatchMax)
-	}
-	if len(hs) == 0 {
-		return nil
-	}
-	items := make([]importItem, len(hs))
-	for i := range hs {
-		def := hs[i]
-		def.Hunt = id
-		if err := def.Normalize(); err != nil {
-			return fmt.Errorf("hotspot %d (%q): %w", i, def.ID, err)
-		}
-		items[i].def = def
-	}
-	byPart := make(map[geo.Partition][]importItem)
-	for i := range items {
-		it := items[i]
-		it.slot = e.slots.getOrCreate(slotKey{id, it.def.ID}, func() *slot {
-			return &slot{hunt: he, part: geo.PartitionOf(it.def.Geohash, e.prefixLen, len(e.parts))}
-		})
-		byPart[it.slot.part] = append(byPart[it.slot.part], it)
-	}
-	var sent []*request
-	var err error
-	for p, list := range byPart {
-		r := &request{kind: reqImport, imp: list, impDone: make(chan error, 1)}
-		if err = e.parts[p].send(ctx, r); err != nil {
-			break
-		}
-		sent = append(sent, r)
-	}
-	// Whatever was sent will be committed; wait for it so the answer tells
-	// the truth about what is durable.
-	for _, r := range sent {
-		select {
-		case rerr := <-r.impDone:
-			if err == nil {
-				err = rerr
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return err
-}
-
-// Hotspots calls fn for every published hotspot of a hunt.
-func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.HotspotView) error) error {
-	he := e.hunts.get(id)
-	if he == nil {
-		return hunt.ErrUnknownHunt
-	}
-	for i, s := range he.all() {
-		if i%1024 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err := fn(view(s)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// view is a published slot as a HotspotView (granted is loaded before def,
-// see partition.publish).
-func view(s *slot) hunt.HotspotView {
-	g := s.granted.Load()
-	def := s.def.Load()
-	return hunt.HotspotView{Hotspot: *def, TicketsLeft: max(def.Tickets-g, 0)}
-}
-
-// Nearby lists up to limit hotspots within radiusM of lat/lon, nearest first
-// (ties by id). limit is capped at engine.NearbyLimitMax.
-func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM float64, limit int) ([]hunt.HotspotView, error) {
-	if !geo.ValidCoord(lat, lon) {
-		return nil, hunt.Invalid("lat/lon", "must be finite, lat in [-90, 90], lon in [-180, 180]")
-	}
-	if math.IsNaN(radiusM) || radiusM <= 0 || radiusM > engine.NearbyRadiusMMax {
-		return nil, hunt.Invalid("radius_m", "must be in (0, %d]", engine.NearbyRadiusMMax)
-	}
-	if limit <= 0 {
-		return nil, hunt.Invalid("limit", "must be positive")
-	}
-	limit = min(limit, engine.NearbyLimitMax)
-	he := e.hunts.get(id)
-	if he == nil {
-		return nil, hunt.ErrUnknownHunt
-	}
-	// Cells are chosen for a slightly larger radius so that cells narrowing
-	// with latitude never leave a corner uncovered; the distance filter is exact.
-	out := []hunt.HotspotView{}
-	for _, s := range he.candidates(lat, lon, radiusM*1.1) {
-		v := view(s)
-		if d := geo.DistanceM(lat, lon, v.Lat, v.Lon); d <= radiusM {
-			v.DistanceM = d
-			out = append(out, v)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].DistanceM != out[j].DistanceM {
-			return out[i].DistanceM < out[j].DistanceM
-		}
-		return out[i].ID < out[j].ID
-	})
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
-}
-
-// ---- claims and spends ----
-
-// Claim decides a claim and returns once its event is durable (see engine.Engine).
-func (e *Engine) Claim(ctx context.Context, req *hunt.ClaimRequest) (hunt.ClaimResult, error) {
-	if err := req.Check(); err != nil {
-		return hunt.ClaimResult{}, err
-	}
-	if e.failure() != nil {
-		e.shedUnavailable.Inc()
-		return hunt.ClaimResult{}, engine.ErrUnavailable
-	}
-	s := e.slots.get(slotKey{req.Hunt, req.Hotspot})
-	if s == nil || s.def.Load() == nil {
-		if e.hunts.get(req.Hunt) == nil {
-			return hunt.ClaimResult{}, hunt.ErrUnknownHunt
-		}
-		return hunt.ClaimResult{}, hunt.ErrUnknownHotspot
-	}
-	r := &request{kind: reqClaim, key: idemKey{req.Player, req.Key}, claim: *req, slot: s}
-	ev, replayed, err := e.submit(ctx, e.parts[s.part], r, req.Fingerprint(), hunt.KindClaimCompleted)
-	return hunt.ClaimResult{Event: ev, Replayed: replayed}, err
-}
-
-// Spend decides a spend on the partition that serializes the player's spends.
-func (e *Engine) Spend(ctx context.Context, req *hunt.SpendRequest) (hunt.SpendResult, error) {
-	if err := req.Check(); err != nil {
-		return hunt.SpendResult{}, err
-	}
-	if e.failure() != nil {
-		e.shedUnavailable.Inc()
-		return hunt.SpendResult{}, engine.ErrUnavailable
-	}
-	p := e.parts[fnv32(fnv32Offset, string(req.Player))%uint32(len(e.parts))]
-	r := &request{kind: reqSpend, key: idemKey{req.Player, req.Key}, spend: *req}
-	ev, replayed, err := e.submit(ctx, p, r, req.Fingerprint(), hunt.KindSpendCompleted)
-	return hunt.SpendResult{Event: ev, Replayed: replayed}, err
-}
-
-// submit applies the idempotency rules, then offers r to p and waits for its decision.
-func (e *Engine) submit(ctx context.Context, p *partition, r *request, fp uint64, kind hunt.EventKind) (hunt.Event, bool, error) {
-	fresh := &entry{fp: fp, kind: kind, done: make(chan struct{})}
-	en, inserted := e.idem.getOrInsert(r.key, fresh)
-	if !inserted {
-		if en.fp != fp || en.kind != kind {
-			return hunt.Event{}, false, hunt.ErrKeyReused
-		}
-		// A retry, or a duplicate while the first is in flight: both get the
-		// first decision and never cause a second effect.
-		select {
-		case <-en.done:
-		case <-ctx.Done():
-			return hunt.Event{}, false, ctx.Err()
-		}
-		if en.err != nil {
-			return hunt.Event{}, false, en.err
-		}
-		e.metrics.Replays.Inc()
-		return en.event, true, nil
-	}
-	r.entry = fresh
-	if err := p.offer(r); err != nil {
-		e.idem.remove(r.key, fresh)
-		fresh.err = err
-		close(fresh.done)
-		if errors.Is(err, engine.ErrOverloaded) {
-			e.shedOverloaded.Inc()
-		}
-		return hunt.Event{}, false, err
-	}
-	select {
-	case <-fresh.done:
-	case <-ctx.Done():
-		// The request stays in flight; a retry with the same key gets its decision.
-		return hunt.Event{}, false, ctx.Err()
-	}
-	if fresh.err != nil {
-		return hunt.Event{}, false, fresh.err
-	}
-	return fresh.event, false, nil
-}
-
-// Wallet returns the player's balance and the epoch of its latest change.
-func (e *Engine) Wallet(ctx context.Context, player hunt.PlayerID) (hunt.Wallet, error) {
-	out := hunt.Wallet{Player: player}
-	if w := e.wallets.get(player); w != nil {
-		w.mu.Lock()
-		out.Balance, out.Epoch = w.balance.Load(), w.epoch
-		w.mu.Unlock()
-	}
-	return out, nil
-}
-
-// Ledger returns up to limit (capped at engine.LedgerLimitMax) of the
-// player's wallet changes, newest first, read from the l/ index.
-func (e *Engine) Ledger(ctx context.Context, player hunt.PlayerID, limit int) ([]hunt.LedgerEntry, error) {
-	if e.closed.Load() {
-		return nil, engine.ErrClosed
-	}
-	if limit <= 0 {
-		return nil, hunt.Invalid("limit", "must be positive")
-	}
-	limit = min(limit, engine.LedgerLimitMax)
-	lo := ledgerPrefix(nil, player)
-	it, err := e.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lo, UpperBound: upperBound(lo)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	out := []hunt.LedgerEntry{}
-	var ev hunt.Event
-	for it.Last(); it.Valid() && len(out) < limit; it.Prev() {
-		ek, err := it.ValueAndErr()
-		if err != nil {
-			return nil, err
-		}
-		v, closer, err := e.db.Get(ek)
-		if err != nil {
-			return nil, fmt.Errorf("%w: ledger key %x names event %x: %v", ErrCorrupt, it.Key(), ek, err)
-		}
-		err = hunt.DecodeEvent(v, &ev)
-		closer.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%w: key %x: %v", ErrCorrupt, ek, err)
-		}
-		out = append(out, ledgerEntry(&ev))
-	}
-	return out, it.Error()
-}
-
-// Events replays the committed log of every partition after the given seqs.
-func (e *Engine) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt.Event) error) error {
-	if e.closed.Load() {
-		return engine.ErrClosed
-	}
-	var ev hunt.Event
-	for _, p := range e.parts {
-		var from hunt.Seq
-		if int(p.id) < len(after) {
-			from = after[p.id]
-		}
-		if from == math.MaxUint64 {
-			continue
-		}
-		err := func() error {
-			it, err := e.db.NewIterWithContext(ctx, &pebble.IterOptions{
-				LowerBound: eventKey(nil, p.id, from+1), UpperBound: eventKey(nil, p.id+1, 0)})
-			if err != nil {
-				return err
-			}
-			defer it.Close()
-			n := 0
-			for valid := it.First(); valid; valid = it.Next() {
-				if n++; n%1024 == 0 && ctx.Err() != nil {
-					return ctx.Err()
-				}
-				v, err := it.ValueAndErr()
-				if err != nil {
-					return err
-				}
-				if err := hunt.DecodeEvent(v, &ev); err != nil {
-					return fmt.Errorf("%w: key %x: %v", ErrCorrupt, it.Key(), err)
-				}
-				if err := fn(&ev); err != nil {
-					return err
-				}
-			}
-			return it.Error()
-		}()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// ---- small helpers ----
 
 // pebbleLogger routes Pebble's logs to slog. Pebble's Fatalf means the store
 // cannot go on; it panics after logging instead of exiting the process.
