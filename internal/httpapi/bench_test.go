@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/jsonwire"
 )
 
 // discardWriter is a ResponseWriter that keeps only the status.
@@ -84,7 +85,7 @@ func BenchmarkClaimCodec(b *testing.B) {
 	buf := make([]byte, 0, renderBufLen)
 	b.ReportAllocs()
 	for b.Loop() {
-		lat, lon, err := decodeClaimBody(body)
+		lat, lon, err := jsonwire.DecodeClaim(body)
 		if err != nil || lat == 0 || lon == 0 {
 			b.Fatal(err)
 		}

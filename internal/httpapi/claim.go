@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/jsonwire"
 )
 
 // claim answers POST /v1/hunts/{hunt}/hotspots/{id}/claim: authenticate,
@@ -48,7 +49,7 @@ func (s *Server) claimOnce(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, nil)
 		return
 	}
-	lat, lon, err := decodeClaimBody(body)
+	lat, lon, err := jsonwire.DecodeClaim(body)
 	if err != nil {
 		s.writeError(w, r, err, nil)
 		return
@@ -113,7 +114,7 @@ func (s *Server) spendOnce(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, nil)
 		return
 	}
-	amount, reason, err := decodeSpendBody(body)
+	amount, reason, err := jsonwire.DecodeSpend(body)
 	if err != nil {
 		s.writeError(w, r, err, nil)
 		return

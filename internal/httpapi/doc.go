@@ -14,14 +14,15 @@
 //     type URI and code come from the one table in problem.go. A 5xx never carries
 //     internals; an unexpected error is logged and answered 500.
 //   - A claim or spend answer is rendered from its recorded event alone
-//     (render.go), so the replay of a decided request is byte-identical to the
-//     first answer (invariant I3); replays add `Idempotent-Replayed: true`.
+//     (render.go, with the encoder of internal/jsonwire), so the replay of a
+//     decided request is byte-identical to the first answer (invariant I3);
+//     replays add `Idempotent-Replayed: true`.
 //   - Nothing is read without a bound: bodies through http.MaxBytesReader (413),
-//     strict decoders (exact field names, no duplicates, no unknown fields, one
-//     JSON value, finite numbers), every query parameter range-checked, every
-//     non-streaming request under a deadline. A deadline that fires while a claim
-//     is in flight answers 503: the outcome is then unknown, and the client
-//     retries with the same Idempotency-Key to learn it.
+//     strict decoders (internal/jsonwire: exact field names, no duplicates, no
+//     unknown fields, one JSON value, finite numbers), every query parameter
+//     range-checked, every non-streaming request under a deadline. A deadline
+//     that fires while a claim is in flight answers 503: the outcome is then
+//     unknown, and the client retries with the same Idempotency-Key to learn it.
 //   - A read with after=<consistency_token> either reflects that epoch or fails
 //     with 503 + Retry-After; it never answers stale data as fresh.
 //

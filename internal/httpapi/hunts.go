@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/jsonwire"
 )
 
 // huntBody is the body of PUT /v1/admin/hunts/{hunt}. "id", if sent, must
@@ -47,7 +48,7 @@ func (s *Server) putHunt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body huntBody
-	if err := strictUnmarshal(b, &body, huntFields, 0); err != nil {
+	if err := jsonwire.StrictUnmarshal(b, &body, huntFields, 0); err != nil {
 		s.writeError(w, r, err, nil)
 		return
 	}
@@ -210,7 +211,7 @@ func (s *Server) importHotspots(w http.ResponseWriter, r *http.Request) {
 		return s.eng.ImportHotspots(ctx, h.ID, chunk)
 	})
 	if err != nil {
-		s.writeError(w, r, err, func(dst []byte) []byte { return appendIntField(dst, "imported", int64(n)) })
+		s.writeError(w, r, err, func(dst []byte) []byte { return jsonwire.AppendIntField(dst, "imported", int64(n)) })
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, struct {
@@ -266,7 +267,7 @@ func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) e
 	}
 	add := func(index int, raw []byte) error {
 		var hs hunt.Hotspot
-		err := strictUnmarshal(raw, &hs, hotspotFields, hotspotRequired)
+		err := jsonwire.StrictUnmarshal(raw, &hs, hotspotFields, hotspotRequired)
 		if err == nil {
 			err = hs.Normalize()
 		}
@@ -292,7 +293,7 @@ func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) e
 		case '{':
 			ndjson = true
 		default:
-			return 0, malformed("the body must be a JSON array of hotspots or NDJSON (one hotspot object per line)")
+			return 0, jsonwire.Malformed("the body must be a JSON array of hotspots or NDJSON (one hotspot object per line)")
 		}
 	}
 	if ndjson {
@@ -320,12 +321,12 @@ func firstByte(br *bufio.Reader) (byte, error) {
 	for {
 		c, err := br.ReadByte()
 		if err == io.EOF {
-			return 0, malformed("the body is empty; want a JSON array or NDJSON of hotspots")
+			return 0, jsonwire.Malformed("the body is empty; want a JSON array or NDJSON of hotspots")
 		}
 		if err != nil {
 			return 0, readError(err)
 		}
-		if !isSpace(c) {
+		if !jsonwire.IsSpace(c) {
 			return c, br.UnreadByte()
 		}
 	}
@@ -337,7 +338,7 @@ func readError(err error) error {
 	if errors.As(err, &tooLarge) {
 		return fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, tooLarge.Limit)
 	}
-	return malformed("reading the body: %v", err)
+	return jsonwire.Malformed("reading the body: %v", err)
 }
 
 // importLines reads NDJSON: one object per line, blank lines skipped, each
@@ -388,7 +389,7 @@ func importArray(br *bufio.Reader, add func(int, []byte) error) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if err == nil {
-			return malformed("data after the closing bracket of the array")
+			return jsonwire.Malformed("data after the closing bracket of the array")
 		}
 		return jsonStreamError(err)
 	}
@@ -398,11 +399,11 @@ func importArray(br *bufio.Reader, add func(int, []byte) error) error {
 // jsonStreamError classifies an error of the streaming decoder.
 func jsonStreamError(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-		return malformed("the array ends early")
+		return jsonwire.Malformed("the array ends early")
 	}
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		return malformed("%v", err)
+		return jsonwire.Malformed("%v", err)
 	}
 	return readError(err)
 }

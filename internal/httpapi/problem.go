@@ -9,6 +9,7 @@ import (
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/jsonwire"
 )
 
 // problemBase prefixes every problem type URI: the type of code c is problemBase+c.
@@ -27,7 +28,6 @@ type problemType struct {
 // Errors of the HTTP layer itself; the engine's and the domain's are in their packages.
 var (
 	errUnauthorized       = errors.New("missing or invalid bearer credentials")
-	errMalformed          = errors.New("malformed JSON")
 	errBodyTooLarge       = errors.New("request body too large")
 	errMissingKey         = errors.New("Idempotency-Key header is required")
 	errNotFound           = errors.New("no such resource")
@@ -50,7 +50,7 @@ var problemTable = [...]struct {
 	{errMissingKey, problemType{http.StatusBadRequest, "missing_idempotency_key", "Missing Idempotency-Key", false}},
 	{hunt.ErrBadKey, problemType{http.StatusBadRequest, "bad_idempotency_key", "Bad Idempotency-Key", false}},
 	{hunt.ErrBadToken, problemType{http.StatusBadRequest, "bad_consistency_token", "Bad consistency token", false}},
-	{errMalformed, problemType{http.StatusBadRequest, "malformed_json", "Malformed JSON", false}},
+	{jsonwire.ErrMalformed, problemType{http.StatusBadRequest, "malformed_json", "Malformed JSON", false}},
 	{hunt.ErrInvalid, problemType{http.StatusBadRequest, "invalid_request", "Invalid request", false}},
 	{errBodyTooLarge, problemType{http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large", false}},
 	{hunt.ErrUnknownHunt, problemType{http.StatusNotFound, "unknown_hunt", "Unknown hunt", false}},
@@ -130,7 +130,7 @@ var (
 )
 
 // problemExt appends extension members to a problem document (each starting
-// with appendKey). It may be nil.
+// with jsonwire.AppendKey). It may be nil.
 type problemExt func(dst []byte) []byte
 
 // writeProblem writes a problem document with status and headers of p.

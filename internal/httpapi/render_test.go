@@ -9,34 +9,6 @@ import (
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
-// decodesLikeJSON fails unless appendString(s) is valid JSON that decodes to
-// what encoding/json's own encoding of s decodes to.
-func decodesLikeJSON(t *testing.T, s string) {
-	t.Helper()
-	mine := appendString(nil, s)
-	theirs, _ := json.Marshal(s)
-	var a, b string
-	if err := json.Unmarshal(mine, &a); err != nil {
-		t.Fatalf("appendString(%q) = %s: not JSON: %v", s, mine, err)
-	}
-	_ = json.Unmarshal(theirs, &b)
-	if a != b {
-		t.Fatalf("appendString(%q) decodes to %q; encoding/json's to %q", s, a, b)
-	}
-}
-
-func TestAppendString(t *testing.T) {
-	for _, s := range []string{"", "plain", `q"uote\back`, "ctl\x00\x01\x1f\n\r\t", "caf\u00e9 \u2615 \U0001F600",
-		"bad\xffutf8\xc3", "\u2028line\u2029para", "</script>&"} {
-		decodesLikeJSON(t, s)
-	}
-}
-
-func FuzzAppendString(f *testing.F) {
-	f.Add("caf\u00e9\x00\xff\u2028")
-	f.Fuzz(func(t *testing.T, s string) { decodesLikeJSON(t, s) })
-}
-
 // TestTokenMatchesHunt keeps the hand-written token equal to hunt's.
 func TestTokenMatchesHunt(t *testing.T) {
 	for _, e := range []hunt.Epoch{{Partition: 0, Seq: 1}, {Partition: 63, Seq: 123456789}, {Partition: 4095, Seq: 1<<64 - 1}} {

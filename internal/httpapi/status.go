@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/jsonwire"
 )
 
 // component is one row of /v1/consistency. Engine partitions report their
@@ -134,5 +135,5 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("encoding the audit report: %w", err), nil)
 		return
 	}
-	s.writeError(w, r, errViolated, func(dst []byte) []byte { return append(appendKey(dst, "report"), b...) })
+	s.writeError(w, r, errViolated, func(dst []byte) []byte { return append(jsonwire.AppendKey(dst, "report"), b...) })
 }

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -21,9 +22,11 @@ type answer struct {
 // outcome, code and type (interned: a run sees a handful of distinct
 // values), consistency_token (only if wantToken: it is unique per claim,
 // so it costs an allocation) and staleness_ms. Every other member is
-// skipped without being decoded. Keys match exactly (Cairn writes them in
-// lower case). A body that is not a JSON object leaves a as far as it got;
-// a status with an unreadable body is still a status. It never panics.
+// skipped without being decoded. Names match exactly (Cairn writes them in
+// lower case); when a name repeats, the last member wins, and one whose
+// value has the wrong type clears the field. A body that is not a JSON
+// object leaves a as far as it got: a status with an unreadable body is
+// still a status. It never panics, and nesting costs no stack.
 func scanAnswer(body []byte, a *answer, wantToken bool) {
 	s := jsonScan{b: body}
 	s.space()
@@ -36,7 +39,7 @@ func scanAnswer(body []byte, a *answer, wantToken bool) {
 	}
 	for {
 		s.space()
-		key, ok := s.str()
+		key, ok := s.strValue()
 		if !ok {
 			return
 		}
@@ -45,46 +48,25 @@ func scanAnswer(body []byte, a *answer, wantToken bool) {
 			return
 		}
 		s.space()
+		start := s.i
+		if !s.skip() {
+			return
+		}
+		val := s.b[start:s.i]
 		switch string(key) {
-		case "outcome", "code", "type":
-			v, ok := s.strValue()
-			if !ok {
-				if !s.skip(0) {
-					return
-				}
-				break
-			}
-			str := intern(v)
-			switch string(key) {
-			case "outcome":
-				a.Outcome = str
-			case "code":
-				a.Code = str
-			default:
-				a.Type = str
-			}
+		case "outcome":
+			a.Outcome = stringMember(val, true)
+		case "code":
+			a.Code = stringMember(val, true)
+		case "type":
+			a.Type = stringMember(val, true)
 		case "consistency_token":
-			v, ok := s.strValue()
-			if !ok {
-				if !s.skip(0) {
-					return
-				}
-				break
-			}
 			if wantToken {
-				a.ConsistencyToken = string(v)
+				a.ConsistencyToken = stringMember(val, false)
 			}
 		case "staleness_ms":
-			start := s.i
-			if !s.skip(0) {
-				return
-			}
-			f, err := strconv.ParseFloat(string(s.b[start:s.i]), 64)
+			f, err := strconv.ParseFloat(string(val), 64)
 			a.StalenessMS, a.HasStaleness = f, err == nil
-		default:
-			if !s.skip(0) {
-				return
-			}
 		}
 		s.space()
 		if s.byte(',') {
@@ -94,15 +76,24 @@ func scanAnswer(body []byte, a *answer, wantToken bool) {
 	}
 }
 
-// jsonScan is a cursor over a JSON text that validates only as much as it
+// stringMember is the string a JSON value holds, or "" if it holds none.
+func stringMember(val []byte, interned bool) string {
+	v, ok := (&jsonScan{b: val}).strValue()
+	switch {
+	case !ok:
+		return ""
+	case interned:
+		return intern(v)
+	}
+	return string(v)
+}
+
+// jsonScan is a cursor over a JSON text that checks only as much as it
 // needs to find the top-level members: it is not a validator.
 type jsonScan struct {
 	b []byte
 	i int
 }
-
-// scanDepthMax bounds the nesting skip follows (deeper is refused).
-const scanDepthMax = 64
 
 func (s *jsonScan) space() {
 	for s.i < len(s.b) {
@@ -123,8 +114,8 @@ func (s *jsonScan) byte(c byte) bool {
 	return false
 }
 
-// str reads a string and returns its raw bytes between the quotes (escapes
-// not decoded), or false if there is no complete string here.
+// str moves past a string and returns its raw bytes between the quotes
+// (escapes not decoded), or false if there is no complete string here.
 func (s *jsonScan) str() ([]byte, bool) {
 	if !s.byte('"') {
 		return nil, false
@@ -145,9 +136,9 @@ func (s *jsonScan) str() ([]byte, bool) {
 	return nil, false
 }
 
-// strValue reads a string value and decodes its escapes (rare in Cairn's
+// strValue reads a string and decodes its escapes (rare in Cairn's
 // answers: those go through encoding/json). It returns false, with the
-// cursor unmoved, if the value here is not a string.
+// cursor unmoved, if there is no valid string here.
 func (s *jsonScan) strValue() ([]byte, bool) {
 	start := s.i
 	raw, ok := s.str()
@@ -155,65 +146,56 @@ func (s *jsonScan) strValue() ([]byte, bool) {
 		s.i = start
 		return nil, false
 	}
-	for _, c := range raw {
-		if c == '\\' {
-			var v string
-			if json.Unmarshal(s.b[start:s.i], &v) != nil {
-				return nil, false
-			}
-			return []byte(v), true
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		var v string
+		if json.Unmarshal(s.b[start:s.i], &v) != nil {
+			s.i = start
+			return nil, false
 		}
+		return []byte(v), true
 	}
 	return raw, true
 }
 
-// skip moves past one value of any kind.
-func (s *jsonScan) skip(depth int) bool {
-	if s.i >= len(s.b) || depth > scanDepthMax {
+// skip moves past one value of any kind. An object or array is skipped by
+// counting brackets outside strings, without recursion.
+func (s *jsonScan) skip() bool {
+	if s.i >= len(s.b) {
 		return false
 	}
-	switch s.b[s.i] {
+	switch c := s.b[s.i]; c {
 	case '"':
 		_, ok := s.str()
 		return ok
 	case '{', '[':
-		end := byte('}')
-		if s.b[s.i] == '[' {
-			end = ']'
-		}
-		obj := end == '}'
-		s.i++
-		s.space()
-		if s.byte(end) {
-			return true
-		}
-		for {
-			s.space()
-			if obj {
+		depth := 0
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case '"':
 				if _, ok := s.str(); !ok {
 					return false
 				}
-				s.space()
-				if !s.byte(':') {
-					return false
-				}
-				s.space()
-			}
-			if !s.skip(depth + 1) {
-				return false
-			}
-			s.space()
-			if s.byte(',') {
 				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return true
+				}
 			}
-			return s.byte(end)
+			s.i++
 		}
+		return false
+	case '}', ']', ',', ':':
+		return false
 	default: // number, true, false, null
 		start := s.i
 		for s.i < len(s.b) {
-			c := s.b[s.i]
-			if c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-				break
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return s.i > start
 			}
 			s.i++
 		}

@@ -493,6 +493,10 @@ func TestScanAnswer(t *testing.T) {
 		{``, answer{}},
 		{`{}`, answer{}},
 		{`<html>`, answer{}},
+		{`{"outcome":"a","outcome":"b"}`, answer{Outcome: "b"}},
+		{`{"outcome":"a","outcome":null}`, answer{}},
+		{`{"out\u0063ome":"x"}`, answer{Outcome: "x"}},
+		{`{"outcome":"bad \x escape","code":"c"}`, answer{Code: "c"}},
 	}
 	for _, tc := range tests {
 		var a answer
@@ -506,6 +510,9 @@ func TestScanAnswer(t *testing.T) {
 	if a.ConsistencyToken != "" {
 		t.Errorf("scanAnswer(wantToken false) kept the token %q", a.ConsistencyToken)
 	}
-	deep := strings.Repeat(`{"a":`, 10_000) + strings.Repeat("}", 10_000)
-	scanAnswer([]byte(`{"x":`+deep+`,"outcome":"late"}`), &a, false) // refused past the depth bound, no stack overflow
+	deep := strings.Repeat(`{"a":[`, 100_000) + strings.Repeat("]}", 100_000)
+	scanAnswer([]byte(`{"x":`+deep+`,"outcome":"late"}`), &a, false)
+	if a.Outcome != "late" {
+		t.Errorf("scanAnswer after a deeply nested member: outcome %q; want late", a.Outcome)
+	}
 }
