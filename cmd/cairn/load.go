@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -47,7 +48,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	inflight := fs.Int("inflight", loadgen.InFlightMaxDefault, "requests in flight at most; beyond it a due request is a \"client saturated\" error")
 	timeout := fs.Duration("timeout", loadgen.RequestTimeoutDef, "timeout of one request")
 	seed := fs.Uint64("seed", 0, "random seed (0: from the clock)")
-	jsonOut := fs.Bool("json", false, "print the result as one JSON object")
+	jsonOut := fs.Bool("json", false, "print the result as one JSON object (and no progress line)")
+	procs := fs.Int("procs", loadProcsDefault(), "threads running the generator's Go code at once (GOMAXPROCS; 0 keeps Go's own, the default when\n"+
+		"GOMAXPROCS is set). One leaves the other cores to the server and spares thread wake-ups")
 	dataDir := fs.String("data", envOr("CAIRN_DATA", "./cairn-data"), "data directory holding secrets.env, when CAIRN_SECRET / CAIRN_ADMIN_TOKEN are unset")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -73,8 +76,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	cfg.Secret, cfg.AdminToken = secret, admin
-	if isTerminal(stderr) {
+	if !*jsonOut && isTerminal(stderr) {
 		cfg.Progress = stderr
+	}
+	if *procs < 0 {
+		return fmt.Errorf("--procs %d: want 0 or more", *procs)
+	}
+	if *procs > 0 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(*procs))
 	}
 
 	res, err := loadgen.Run(ctx, cfg)
@@ -108,6 +117,14 @@ func violationSummary(r *loadgen.Result) string {
 		return s
 	}
 	return r.Verify.Verdict
+}
+
+// loadProcsDefault is --procs' default: 1, unless GOMAXPROCS says otherwise.
+func loadProcsDefault() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return 0
+	}
+	return 1
 }
 
 // isTerminal reports whether w is a character device (a terminal), where a

@@ -521,7 +521,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestProgressLine: once a second the live line is rewritten in place with
+// TestProgressLine: every progressPeriod the live line is rewritten in place with
 // elapsed time, requests sent, rate, p99 so far and errors.
 func TestProgressLine(t *testing.T) {
 	rec := newRecorder()
