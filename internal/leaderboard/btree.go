@@ -460,10 +460,6 @@ func (t *tree) setScore(x *entry, score int64) {
 type board struct {
 	tree  tree
 	nodes map[hunt.PlayerID]*entry
-	// chain is every board a grant at a hotspot of this board's region
-	// credits: the hunt's global board, then the regions of length 1 up to
-	// this one's. Set by Projection.chainLocked when a grant first lands here.
-	chain []*board
 }
 
 func newBoard() *board {

@@ -29,6 +29,13 @@
 // and every grant moves a player on ~5 boards. A player id map per board
 // finds the player's entry, and thus the key to descend by.
 //
+// A hunt's global board is kept from its first grant; a region board is
+// built on the first read of that region (region.go), from per-cell sums
+// (Σ points per player in each finest region, RegionLenMax long), and kept
+// up to date from then on. So a grant costs one tree operation plus one
+// sum while nobody reads regions, and every read answers what it would if
+// all region boards had been kept from the start.
+//
 // # Concurrency
 //
 // Committed is called by the engine's partition writers (concurrently across
@@ -42,8 +49,10 @@
 // the points are summed per (board, player), and each distinct (board,
 // player) then costs one tree operation. Reads (Top, Around, Score) come
 // from many HTTP goroutines and hold the read side only while they walk
-// O(log n + limit) nodes. An RWMutex is enough here: the writer is one
-// goroutine doing short, batched holds, and readers never block each other.
+// O(log n + limit) entries; the first read of a region takes the write
+// side once, to build that region's board (O(entries in its cells)). An
+// RWMutex is enough here: the writer is one goroutine doing short, batched
+// holds, and readers never block each other.
 //
 // Rebuild replays the log on the caller's goroutine and applies under the
 // same lock. While it runs, the applier holds back (Committed items wait in
@@ -67,13 +76,17 @@
 // # Memory
 //
 // Bounded by players x boards: every (player, board) pair with a grant is one
-// entry (from a slab), its slot in a leaf and one map entry; the player's id is copied once per hunt
-// and shared by all their nodes there (measured, everything included: 124 B
-// per entry with 13-byte ids when each player is on 5 boards, 129 B on 2).
-// A player who scores in a hunt sits on its global board and on one region
-// board per distinct geohash prefix (length 1..RegionLenMax) of the hotspots
-// they scored at, so 50k players in one region of a hunt cost about
-// 50k x 5 x 124 B = 31 MB. Boards are never
+// entry (from a slab), its slot in a leaf and one map entry, and every
+// (player, cell) pair one sum in the cell's map; the player's id is copied
+// once per hunt and shared by all their entries and sums there. Measured,
+// everything included, 100k players with 13-byte ids at hotspots of one
+// cell, RegionLenMax 4: 182 B per player while no region is read (the global
+// board and the cell), 130 B per (player, board) once all 4 of the player's
+// region boards are read (5 boards). A player who scores in a hunt sits on
+// its global board, in one cell per distinct cell of the hotspots they
+// scored at, and on every read region board containing one of those, so
+// 50k players in one region of a hunt with all its regions read cost about
+// 50k x 5 x 130 B = 33 MB. Boards and cells are never
 // removed while the process runs. The inbox holds at most InboxLenMax
 // batches, each a copy of its grants (about 64 bytes per grant).
 //
@@ -94,7 +107,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -193,10 +205,11 @@ type Projection struct {
 
 	mu struct {
 		sync.RWMutex
-		boards       map[boardKey]*board
-		applied      []hunt.Seq  // watermark per partition
-		appliedAt    []time.Time // At of the event at the watermark
-		lastUpdated  time.Time   // newest At applied
+		boards       map[boardKey]*board // global boards and materialised region boards
+		cells        map[boardKey]*cell  // per hunt and finest region (region.go)
+		applied      []hunt.Seq          // watermark per partition
+		appliedAt    []time.Time         // At of the event at the watermark
+		lastUpdated  time.Time           // newest At applied
 		rebuilding   bool
 		rebuildStart time.Time
 		stage        stager // the set being applied (stage.go)
@@ -244,6 +257,7 @@ func New(opts Options) (*Projection, error) {
 	}
 	p.in.init(opts.InboxLenMax, opts.Partitions)
 	p.mu.boards = make(map[boardKey]*board)
+	p.mu.cells = make(map[boardKey]*cell)
 	p.mu.applied = make([]hunt.Seq, opts.Partitions)
 	p.mu.appliedAt = make([]time.Time, opts.Partitions)
 	p.wake.ch = make([]chan struct{}, opts.Partitions)
@@ -379,16 +393,6 @@ func (p *Projection) checkGapLocked(part geo.Partition, wm, first hunt.Seq) {
 	}
 }
 
-func (p *Projection) boardLocked(h hunt.HuntID, region string) *board {
-	if b, ok := p.mu.boards[boardKey{h, region}]; ok {
-		return b
-	}
-	b := newBoard()
-	key := boardKey{hunt.HuntID(strings.Clone(string(h))), strings.Clone(region)}
-	p.mu.boards[key] = b
-	return b
-}
-
 // advanceLocked raises part's watermark to seq and wakes its waiters.
 func (p *Projection) advanceLocked(part geo.Partition, seq hunt.Seq, at time.Time) {
 	p.mu.applied[part] = seq
@@ -473,6 +477,7 @@ func (p *Projection) Status() []engine.Status {
 func (p *Projection) Top(h hunt.HuntID, region string, offset, limit int) Page {
 	offset = max(offset, 0)
 	limit = min(max(limit, 0), PageLenMax)
+	p.materialise(h, region)
 	return p.read(func() []Entry {
 		b := p.mu.boards[boardKey{h, region}]
 		if b == nil || limit == 0 || offset >= b.len() {
@@ -488,6 +493,7 @@ func (p *Projection) Top(h hunt.HuntID, region string, offset, limit int) Page {
 // ranked on that board.
 func (p *Projection) Around(h hunt.HuntID, region string, player hunt.PlayerID, limit int) (Page, bool) {
 	limit = min(max(limit, 0), PageLenMax)
+	p.materialise(h, region)
 	ranked := false
 	page := p.read(func() []Entry {
 		b := p.mu.boards[boardKey{h, region}]
@@ -514,6 +520,7 @@ func (p *Projection) Around(h hunt.HuntID, region string, player hunt.PlayerID, 
 // Score returns player's 1-based rank and score on a board; ok is false if
 // the player is not ranked there.
 func (p *Projection) Score(h hunt.HuntID, region string, player hunt.PlayerID) (rank int, score int64, ok bool) {
+	p.materialise(h, region)
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	b := p.mu.boards[boardKey{h, region}]

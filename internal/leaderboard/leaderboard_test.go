@@ -462,6 +462,62 @@ func TestRegions(t *testing.T) {
 	wantUnranked(t, short, "h", "u33", "ann")
 }
 
+// TestRegionBoardsBuiltOnFirstRead: a region board exists once read after a
+// grant landed in it (region.go), answers as if kept from the start, and is
+// then kept up to date; a read of a region without grants builds nothing.
+func TestRegionBoardsBuiltOnFirstRead(t *testing.T) {
+	p := newProjection(t, Options{})
+	start(t, p)
+	built := func(region string) bool {
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		_, ok := p.mu.boards[boardKey{"h", region}]
+		return ok
+	}
+	wantUnranked(t, p, "h", "u33", "ann")
+	if pg := p.Top("h", "u3", 0, 10); len(pg.Entries) != 0 || built("u3") || built("u33") {
+		t.Fatalf("a read before any grant: %v, boards built u3 %v, u33 %v", pg.Entries, built("u3"), built("u33"))
+	}
+	p.Committed(0, []hunt.Event{
+		grantEv(0, 1, "h", "ann", "u33dc0cpp", 10),
+		grantEv(0, 2, "h", "bob", "u33db2m3x", 4),
+		grantEv(0, 3, "h", "ann", "u281zbc4e", 1),
+		grantEv(0, 4, "h", "cid", "u33dc0zzz", 0),
+	})
+	waitFor(t, p, hunt.Epoch{Partition: 0, Seq: 4})
+	for _, region := range []string{"u", "u3", "u33", "u33d", "u2"} {
+		if built(region) {
+			t.Fatalf("region %q built before any read", region)
+		}
+	}
+	if got, want := p.Top("h", "u", 0, 10).Entries, []Entry{{1, "ann", 11}, {2, "bob", 4}, {3, "cid", 0}}; !slices.Equal(got, want) {
+		t.Fatalf(`Top(h, "u") = %v; want %v`, got, want)
+	}
+	wantScore(t, p, "h", "u33d", "bob", 2, 4)
+	if !built("u") || !built("u33d") || built("u3") || built("u2") {
+		t.Fatalf("built u %v, u33d %v, u3 %v, u2 %v; want true, true, false, false", built("u"), built("u33d"), built("u3"), built("u2"))
+	}
+	// Kept up to date from now on, in a built board and in one built later.
+	p.Committed(0, []hunt.Event{
+		grantEv(0, 5, "h", "bob", "u33db2m3x", 20),
+		grantEv(0, 6, "h", "dan", "u2810000", 3),
+	})
+	waitFor(t, p, hunt.Epoch{Partition: 0, Seq: 6})
+	if got, want := p.Top("h", "u", 0, 10).Entries, []Entry{{1, "bob", 24}, {2, "ann", 11}, {3, "dan", 3}, {4, "cid", 0}}; !slices.Equal(got, want) {
+		t.Fatalf(`Top(h, "u") = %v; want %v`, got, want)
+	}
+	if got, want := p.Top("h", "u33d", 0, 10).Entries, []Entry{{1, "bob", 24}, {2, "ann", 10}, {3, "cid", 0}}; !slices.Equal(got, want) {
+		t.Fatalf(`Top(h, "u33d") = %v; want %v`, got, want)
+	}
+	if got, want := p.Top("h", "u2", 0, 10).Entries, []Entry{{1, "dan", 3}, {2, "ann", 1}}; !slices.Equal(got, want) {
+		t.Fatalf(`Top(h, "u2") = %v; want %v`, got, want)
+	}
+	// Around builds a board too.
+	if pg, ok := p.Around("h", "u28", "dan", 1); !ok || !slices.Equal(pg.Entries, []Entry{{1, "dan", 3}}) {
+		t.Fatalf(`Around(h, "u28", dan) = %v, %v`, pg.Entries, ok)
+	}
+}
+
 func TestTopPaging(t *testing.T) {
 	p := newProjection(t, Options{})
 	start(t, p)

@@ -72,15 +72,21 @@ func (st *stager) newEntry() *entry {
 }
 
 // stageLocked adds a grant's points to the set, for its hunt's global board
-// and every region board containing its hotspot.
+// and every materialised region board containing its hotspot, and to its
+// cell's sum (region.go).
 func (p *Projection) stageLocked(g *grant) {
 	st := &p.mu.stage
 	// id becomes the projection's own copy of the player id, shared by the
-	// player's entries on every board of the hunt: the one on the global
-	// board (the chain's first) if the player is there, else a clone made
-	// here, so a board never pins a larger buffer the event's id may share.
+	// player's entries on every board of the hunt and the cells' sums: the
+	// one on the global board (the chain's first) if the player is there,
+	// else a clone made here, so a board never pins a larger buffer the
+	// event's id may share.
 	id, own := g.player, false
-	for _, b := range p.chainLocked(g.hunt, g.geohash) {
+	c := p.cellLocked(g.hunt, g.geohash)
+	for _, b := range c.chain {
+		if b == nil {
+			continue // not materialised: the cell's sum below is enough
+		}
 		x, ok := b.nodes[g.player]
 		if !ok {
 			if !own {
@@ -103,6 +109,9 @@ func (p *Projection) stageLocked(g *grant) {
 			x.score = stagedMark + int64(len(st.moves)-1)
 		}
 	}
+	// Sums commute, so the cell is credited at once; nothing reads it before
+	// the set is flushed (materialising takes the write lock).
+	c.scores[id] += g.points
 }
 
 // flushLocked applies the staged set to the trees and empties it: an insert
@@ -123,20 +132,4 @@ func (p *Projection) flushLocked() {
 		}
 	}
 	st.moves = st.moves[:0]
-}
-
-// chainLocked returns the boards a grant of hunt h at a hotspot with this
-// geohash credits (the board's chain), creating them on first use: one map
-// lookup per grant instead of one per board.
-func (p *Projection) chainLocked(h hunt.HuntID, geohash string) []*board {
-	region := geohash[:min(len(geohash), p.regionLenMax)]
-	b := p.boardLocked(h, region)
-	if b.chain == nil {
-		chain := make([]*board, 0, 1+len(region))
-		for n := 0; n < len(region); n++ {
-			chain = append(chain, p.boardLocked(h, region[:n]))
-		}
-		b.chain = append(chain, b)
-	}
-	return b.chain
 }
