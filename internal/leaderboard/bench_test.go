@@ -103,11 +103,15 @@ func (s *spreadStream) deliver(ctx context.Context, p *Projection, seq []hunt.Se
 //   - fresh: into an empty projection, as a server that just started: most
 //     grants put a player on some region board for the first time.
 //   - warm: the same 100,000 (player, hotspot) pairs again and again, so
-//     every (player, board) exists and each grant only moves scores.
+//     every (player, board) exists and each grant only moves scores. No
+//     region is read (as under the ceiling scenario), so only the global
+//     boards are kept and the cells summed (region.go).
+//   - warm-regions: warm with every region board built first, as if clients
+//     had read every region: each grant moves its player on ~5 boards.
 func BenchmarkApplySpread(b *testing.B) {
 	const grantsPerOp = 100_000
 	stream := newSpreadStream(grantsPerOp, 2026)
-	run := func(b *testing.B, warm bool) {
+	run := func(b *testing.B, warm, regions bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		var p *Projection
@@ -134,6 +138,16 @@ func BenchmarkApplySpread(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if regions {
+			// Every region board built, as if clients had read them all.
+			p.mu.Lock()
+			for k := range p.mu.cells {
+				for n := 1; n <= len(k.region); n++ {
+					p.materialiseLocked(k.hunt, k.region[:n])
+				}
+			}
+			p.mu.Unlock()
+		}
 		var ms0, ms1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms0)
@@ -158,6 +172,7 @@ func BenchmarkApplySpread(b *testing.B) {
 		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/grants, "allocs/grant")
 		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/grants, "B/grant")
 	}
-	b.Run("fresh", func(b *testing.B) { run(b, false) })
-	b.Run("warm", func(b *testing.B) { run(b, true) })
+	b.Run("fresh", func(b *testing.B) { run(b, false, false) })
+	b.Run("warm", func(b *testing.B) { run(b, true, false) })
+	b.Run("warm-regions", func(b *testing.B) { run(b, true, true) })
 }

@@ -85,9 +85,17 @@ func (p *Projection) materialiseLocked(h hunt.HuntID, region string) {
 		return
 	}
 	var cells []*cell
-	for k, c := range p.mu.cells {
-		if k.hunt == h && strings.HasPrefix(k.region, region) {
+	if len(region) == p.regionLenMax {
+		// A cell's region is RegionLenMax long or shorter, so only the
+		// region's own cell is inside it.
+		if c, ok := p.mu.cells[boardKey{h, region}]; ok {
 			cells = append(cells, c)
+		}
+	} else {
+		for k, c := range p.mu.cells {
+			if k.hunt == h && strings.HasPrefix(k.region, region) {
+				cells = append(cells, c)
+			}
 		}
 	}
 	if len(cells) == 0 {
