@@ -34,7 +34,7 @@ import (
 	"github.com/cairnhq/cairn/internal/engine/embedded"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/hunt"
-	"github.com/cairnhq/cairn/internal/leaderboard"
+	"github.com/cairnhq/cairn/internal/node"
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
@@ -581,32 +581,25 @@ func TestCommitFailureReadyz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	board, err := leaderboard.New(leaderboard.Options{Partitions: eng.Partitions(), Metrics: metrics})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Subscribe(board)
-	api, err := httpapi.New(httpapi.Config{Engine: eng, Board: board, Secret: []byte(testSecret), AdminToken: testAdmin,
-		Metrics: metrics, Registry: reg, ClaimRate: httpapi.LimitOff})
+	n, err := node.New(context.Background(), node.Config{Engine: eng, Metrics: metrics, Registry: reg,
+		API: httpapi.Config{Secret: []byte(testSecret), AdminToken: testAdmin, ClaimRate: httpapi.LimitOff}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	engDone := make(chan error, 1)
-	boardDone := make(chan error, 1)
-	go func() { engDone <- eng.Run(ctx) }()
-	go func() { boardDone <- board.Run(ctx) }()
-	srv := httptest.NewServer(api.Handler())
+	runDone := make(chan error, 1)
+	go func() { runDone <- n.Run(ctx) }() // returns early once the commit fails (the engine stops)
+	srv := httptest.NewServer(n.API().Handler())
 	stopped := false
 	stop := func() {
 		if stopped {
 			return
 		}
 		stopped = true
+		n.API().EndStreams()
 		srv.Close()
 		cancel()
-		<-engDone
-		<-boardDone
+		<-runDone
 		eng.Close()
 	}
 	defer stop()

@@ -2,31 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/cairnhq/cairn/internal/audit"
 	"github.com/cairnhq/cairn/internal/engine/redis"
 	"github.com/cairnhq/cairn/internal/httpapi"
-	"github.com/cairnhq/cairn/internal/leaderboard"
+	"github.com/cairnhq/cairn/internal/node"
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
-
-// shutdownGraceMax bounds how long a stopping server waits for requests in flight.
-const shutdownGraceMax = 10 * time.Second
 
 type serveFlags struct {
 	addr       string
@@ -118,11 +109,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer eng.Close()
 
-	board, err := leaderboard.New(leaderboard.Options{Partitions: eng.Partitions(), Metrics: metrics, Logger: log})
-	if err != nil {
-		return err
-	}
-	eng.Subscribe(board)
 	// On Redis the per-player limit is one bucket shared by every node.
 	var playerLimiter httpapi.Limiter
 	if re, ok := eng.(*redis.Engine); ok && claimRate != httpapi.LimitOff {
@@ -134,116 +120,40 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--claim-rate/--claim-burst: %w", err)
 		}
 	}
-	srv, err := httpapi.New(httpapi.Config{
-		Engine: eng, Board: board, Secret: secret, AdminToken: adminToken,
-		Logger: log, Metrics: metrics, Registry: reg, PlayerLimiter: playerLimiter,
-		ClaimRate: claimRate, ClaimBurst: f.claimBurst, IPRate: f.ipRate, IPBurst: f.ipBurst,
-		TrustedProxies: f.trustedProxies, AdminSeparate: f.adminAddr != "",
-		Audit: func(ctx context.Context) (any, bool, error) {
-			r, err := audit.Check(ctx, eng, board)
-			return r, r.OK, err
+	stopPprof := func() {}
+	defer func() { stopPprof() }()
+	var n *node.Node
+	n, err = node.New(ctx, node.Config{
+		Engine: eng, Logger: log, Metrics: metrics, Registry: reg,
+		API: httpapi.Config{
+			Secret: secret, AdminToken: adminToken, PlayerLimiter: playerLimiter,
+			ClaimRate: claimRate, ClaimBurst: f.claimBurst, IPRate: f.ipRate, IPBurst: f.ipBurst,
+			TrustedProxies: f.trustedProxies,
+		},
+		Addr: f.addr, AdminAddr: f.adminAddr,
+		Started: func(ctx context.Context) error {
+			if f.demo {
+				if err := setupDemo(ctx, eng); err != nil {
+					return fmt.Errorf("demo: %w", err)
+				}
+			}
+			printBanner(stdout, f, n.Addr().String(), secret)
+			if f.pprofAddr != "" {
+				stop, err := servePprof(f.pprofAddr, log)
+				if err != nil {
+					return err
+				}
+				stopPprof = stop
+			}
+			return nil
 		},
 	})
 	if err != nil {
 		return err
 	}
-	eng.Subscribe(srv.Feed())
-
-	start := time.Now()
-	if err := board.Rebuild(ctx, eng); err != nil {
-		return fmt.Errorf("rebuilding the leaderboard: %w", err)
-	}
-	log.Info("leaderboard rebuilt from the log", "took", time.Since(start).Round(time.Millisecond))
-
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		return err
-	}
-	httpSrv := httpapi.NewHTTPServer(f.addr, srv.Handler())
-	httpSrv.RegisterOnShutdown(srv.EndStreams) // SSE streams never end by themselves
-	type served struct {
-		srv *http.Server
-		ln  net.Listener
-	}
-	servers := []served{{httpSrv, ln}}
-	if f.adminAddr != "" {
-		adminLn, err := net.Listen("tcp", f.adminAddr)
-		if err != nil {
-			return err
-		}
-		servers = append(servers, served{httpapi.NewHTTPServer(f.adminAddr, srv.AdminHandler()), adminLn})
-		log.Info("admin routes served on their own listener", "admin_addr", adminLn.Addr().String())
-	}
-
-	// Three lifetimes: HTTP stops first (requests in flight finish), then the
-	// engine drains its inboxes, then the projection stops.
-	engCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
-	boardCtx, stopBoard := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopEngine()
-	defer stopBoard()
-	engDone := make(chan error, 1)
-	boardDone := make(chan error, 1)
-	go func() { boardDone <- board.Run(boardCtx) }()
-	go func() { engDone <- eng.Run(engCtx) }()
-
-	if f.demo {
-		if err := setupDemo(ctx, eng); err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-	}
-	printBanner(stdout, f, ln.Addr().String(), secret)
-
-	g, gctx := errgroup.WithContext(ctx)
-	if f.pprofAddr != "" {
-		stopPprof, err := servePprof(f.pprofAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopPprof()
-	}
-	for _, s := range servers {
-		g.Go(func() error {
-			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			log.Info("shutting down: finishing requests in flight", "addr", s.ln.Addr().String())
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownGraceMax)
-			defer cancel()
-			return s.srv.Shutdown(sctx)
-		})
-	}
-	g.Go(func() error {
-		select {
-		case err := <-engDone:
-			engDone <- err
-			if err != nil {
-				return fmt.Errorf("engine: %w", err)
-			}
-			return errors.New("engine stopped")
-		case <-gctx.Done():
-			return nil
-		}
-	})
-	httpErr := g.Wait()
-	stopEngine()
-	engErr := <-engDone
-	stopBoard()
-	boardErr := <-boardDone
-	if errors.Is(boardErr, context.Canceled) {
-		boardErr = nil
-	}
-	if errors.Is(engErr, context.Canceled) {
-		engErr = nil
-	}
-	if ctx.Err() != nil && httpErr != nil && strings.Contains(httpErr.Error(), "engine stopped") {
-		httpErr = nil
-	}
+	err = n.Run(ctx)
 	log.Info("stopped")
-	return errors.Join(httpErr, engErr, boardErr)
+	return err
 }
 
 func envOr(key, def string) string {

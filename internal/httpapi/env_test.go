@@ -35,7 +35,9 @@ const (
 
 // testEnv is a real Cairn API on loopback: the embedded engine on a temp
 // dir, the real leaderboard projection, and the server with NewHTTPServer's
-// timeouts behind httptest.
+// timeouts behind httptest. It is wired as internal/node.New wires a node
+// (projection and feed subscribed, projection rebuilt, engine and projection
+// run); this internal test cannot import node, which imports httpapi.
 type testEnv struct {
 	t      testing.TB
 	eng    *embedded.Engine
