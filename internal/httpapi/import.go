@@ -1,0 +1,248 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/jsonwire"
+)
+
+// importHotspots answers POST /v1/admin/hunts/{hunt}/hotspots: a JSON array
+// or NDJSON, streamed and upserted in chunks (see the package doc for what a
+// bad item leaves behind). It runs under ImportTimeout and extends the
+// connection's read and write deadlines to match, so a large import is not
+// cut off by the server's ReadTimeout.
+func (s *Server) importHotspots(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ImportTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	if err := s.auth.admin(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	h, err := s.huntOf(r)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(s.cfg.ImportTimeout)
+	// Errors mean the writer does not support deadlines (tests' recorders);
+	// the context deadline still bounds the import.
+	_ = rc.SetReadDeadline(deadline)
+	_ = rc.SetWriteDeadline(deadline)
+
+	body := http.MaxBytesReader(w, r.Body, s.cfg.ImportBodyLenMax)
+	n, err := importStream(r.Header.Get("Content-Type"), body, func(chunk []hunt.Hotspot) error {
+		for i := range chunk {
+			chunk[i].Hunt = h.ID
+		}
+		return s.eng.ImportHotspots(ctx, h.ID, chunk)
+	})
+	if err != nil {
+		s.writeError(w, r, err, func(dst []byte) []byte { return jsonwire.AppendIntField(dst, "imported", int64(n)) })
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, struct {
+		Imported int `json:"imported"`
+	}{n})
+}
+
+// hotspotFields are the members of an imported hotspot; the first four are required.
+var hotspotFields = []string{"id", "lat", "lon", "tickets", "reward", "points", "opens_at", "closes_at"}
+
+const hotspotRequired = 1<<0 | 1<<1 | 1<<2 | 1<<3
+
+// importError names the bad item and what was imported before it.
+type importError struct {
+	index    int
+	imported int
+	err      error
+}
+
+func (e *importError) Error() string {
+	return fmt.Sprintf("item %d: %v (the %d items before it were imported, none from it on)", e.index, e.err, e.imported)
+}
+
+func (e *importError) Unwrap() error { return e.err }
+
+// putError marks a failure of put, so the import does not try it again.
+type putError struct{ err error }
+
+func (e *putError) Error() string { return e.err.Error() }
+func (e *putError) Unwrap() error { return e.err }
+
+// importStream decodes a hotspot import from body, a JSON array or NDJSON
+// (contentType application/x-ndjson, or sniffed: '[' opens an array, '{' the
+// first NDJSON line), normalizes every item, and passes them to put in chunks
+// of at most engine.ImportBatchMax; put must not keep the slice. It returns
+// how many items put accepted. When the body goes wrong at some point (a bad
+// item, a syntax error, the size limit), the good items before that point
+// are put first, so the count is exact and the client can resume there.
+func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) error) (int, error) {
+	br := bufio.NewReaderSize(body, ImportItemLenMax)
+	chunk := make([]hunt.Hotspot, 0, engine.ImportBatchMax)
+	imported := 0
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		if err := put(chunk); err != nil {
+			return &putError{err}
+		}
+		imported += len(chunk)
+		chunk = chunk[:0]
+		return nil
+	}
+	add := func(index int, raw []byte) error {
+		var hs hunt.Hotspot
+		err := jsonwire.StrictUnmarshal(raw, &hs, hotspotFields, hotspotRequired)
+		if err == nil {
+			err = hs.Normalize()
+		}
+		if err != nil {
+			return &importError{index: index, err: err}
+		}
+		chunk = append(chunk, hs)
+		if len(chunk) == cap(chunk) {
+			return flush()
+		}
+		return nil
+	}
+	first, err := firstByte(br)
+	if err != nil {
+		return 0, err
+	}
+	ndjson := false
+	if mt, _, perr := mime.ParseMediaType(contentType); perr == nil && (mt == "application/x-ndjson" || mt == "application/jsonl") {
+		ndjson = true
+	} else {
+		switch first {
+		case '[':
+		case '{':
+			ndjson = true
+		default:
+			return 0, jsonwire.Malformed("the body must be a JSON array of hotspots or NDJSON (one hotspot object per line)")
+		}
+	}
+	if ndjson {
+		err = importLines(br, add)
+	} else {
+		err = importArray(br, add)
+	}
+	var pe *putError
+	if errors.As(err, &pe) {
+		return imported, pe.err
+	}
+	// Success or a bad body: either way the items read so far are good.
+	if ferr := flush(); ferr != nil {
+		return imported, ferr.(*putError).err
+	}
+	var ie *importError
+	if errors.As(err, &ie) {
+		ie.imported = imported
+	}
+	return imported, err
+}
+
+// firstByte peeks at the first byte that is not white space.
+func firstByte(br *bufio.Reader) (byte, error) {
+	for {
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			return 0, jsonwire.Malformed("the body is empty; want a JSON array or NDJSON of hotspots")
+		}
+		if err != nil {
+			return 0, readError(err)
+		}
+		if !jsonwire.IsSpace(c) {
+			return c, br.UnreadByte()
+		}
+	}
+}
+
+// readError classifies an error from reading the body.
+func readError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, tooLarge.Limit)
+	}
+	return jsonwire.Malformed("reading the body: %v", err)
+}
+
+// importLines reads NDJSON: one object per line, blank lines skipped, each
+// line at most ImportItemLenMax bytes.
+func importLines(br *bufio.Reader, add func(int, []byte) error) error {
+	index := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return &importError{index: index, err: hunt.Invalid("line", "longer than %d bytes", ImportItemLenMax)}
+		}
+		if err != nil && err != io.EOF {
+			return readError(err)
+		}
+		if item := bytes.TrimSpace(line); len(item) > 0 {
+			if aerr := add(index, item); aerr != nil {
+				return aerr
+			}
+			index++
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+}
+
+// importArray reads one JSON array of objects with a json.Decoder, one
+// element at a time, and refuses anything after the closing bracket.
+func importArray(br *bufio.Reader, add func(int, []byte) error) error {
+	dec := json.NewDecoder(br)
+	if _, err := dec.Token(); err != nil { // the '[' firstByte saw
+		return jsonStreamError(err)
+	}
+	index := 0
+	var raw json.RawMessage
+	for dec.More() {
+		raw = raw[:0]
+		if err := dec.Decode(&raw); err != nil {
+			return &importError{index: index, err: jsonStreamError(err)}
+		}
+		if err := add(index, raw); err != nil {
+			return err
+		}
+		index++
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return &importError{index: index, err: jsonStreamError(err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			return jsonwire.Malformed("data after the closing bracket of the array")
+		}
+		return jsonStreamError(err)
+	}
+	return nil
+}
+
+// jsonStreamError classifies an error of the streaming decoder.
+func jsonStreamError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+		return jsonwire.Malformed("the array ends early")
+	}
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return jsonwire.Malformed("%v", err)
+	}
+	return readError(err)
+}
