@@ -150,23 +150,19 @@ func waitFor(t tb, limit time.Duration, what string, cond func() bool) {
 
 // Claim calls e.Claim, retrying the same request while the engine sheds load.
 func Claim(c context.Context, e engine.Engine, req *hunt.ClaimRequest) (hunt.ClaimResult, error) {
-	for {
-		res, err := e.Claim(c, req)
-		if !errors.Is(err, engine.ErrOverloaded) {
-			return res, err
-		}
-		select {
-		case <-c.Done():
-			return res, err
-		case <-time.After(time.Millisecond):
-		}
-	}
+	return retryShed(c, func() (hunt.ClaimResult, error) { return e.Claim(c, req) })
 }
 
 // Spend calls e.Spend, retrying the same request while the engine sheds load.
 func Spend(c context.Context, e engine.Engine, req *hunt.SpendRequest) (hunt.SpendResult, error) {
+	return retryShed(c, func() (hunt.SpendResult, error) { return e.Spend(c, req) })
+}
+
+// retryShed calls f until it answers anything but engine.ErrOverloaded, a
+// millisecond apart, or until c ends (then with f's last answer).
+func retryShed[T any](c context.Context, f func() (T, error)) (T, error) {
 	for {
-		res, err := e.Spend(c, req)
+		res, err := f()
 		if !errors.Is(err, engine.ErrOverloaded) {
 			return res, err
 		}
