@@ -10,27 +10,19 @@ package httpapi
 // to the edge (a CDN or load balancer), which is why the IP limit is opt-in
 // and believes X-Forwarded-For only from configured proxies.
 //
-// Memory is bounded: Buckets tracks at most KeysMax keys. A bucket that has
-// refilled to its burst is indistinguishable from a fresh one, so forgetting
-// it loses nothing; those go first. Only when every tracked bucket is in use
-// (KeysMax players all writing within one refill period) are some in-use
-// buckets forgotten, which hands them a fresh burst: bounded memory is
-// preferred to perfect fairness under that attack.
+// The buckets themselves (and their memory bound) are internal/limit's; this
+// file decides what a key is and what a refusal answers.
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"hash/maphash"
 	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/cairnhq/cairn/internal/limit"
 )
 
 // Limit defaults and bounds. Rates are tokens per second.
@@ -42,17 +34,14 @@ const (
 	ClaimBurstDefault = 10
 	// LimitOff, as Config.ClaimRate, turns the per-player limit off.
 	LimitOff = -1.0
-	// LimitKeysMaxDefault bounds the keys each in-process limiter tracks;
-	// a key costs ~200 bytes, so the default is ~25 MiB at most per limiter.
-	LimitKeysMaxDefault = 1 << 17
-	// limitShards spreads keys over independently locked maps.
-	limitShards = 64
+	// LimitKeysMaxDefault bounds the keys each in-process limiter tracks
+	// (limit.KeysMaxDefault).
+	LimitKeysMaxDefault = limit.KeysMaxDefault
 	// xffHopsMax bounds the X-Forwarded-For entries examined, so a hostile
 	// header costs a bounded walk.
 	xffHopsMax = 32
-	// limitRateMax keeps a typo (5e9) from being read as "no limit at all" by
-	// float arithmetic; it is far above any sane request rate.
-	limitRateMax = 1e6
+	// limitRateMax is the highest rate a limit may be configured with (limit.RateMax).
+	limitRateMax = limit.RateMax
 )
 
 // ErrRateLimited is the error of a request refused by a rate limit. Its
@@ -60,148 +49,10 @@ const (
 // Retry-After is computed per answer (the time until the bucket has a token).
 var ErrRateLimited = errors.New("rate limited")
 
-// Limiter decides whether one more request of a key may proceed now.
-// Implementations must be safe for concurrent use. Buckets is the
-// in-process implementation; one shared by every node (for example a
-// token bucket or GCRA kept in Redis) plugs in as Config.PlayerLimiter.
-type Limiter interface {
-	// Allow takes one token from key's bucket. When the bucket is empty it
-	// returns false and how long until a token will be there. An error means
-	// the limiter could not decide (its store is unreachable); the server
-	// then lets the request through and logs it (it fails open: the limiter
-	// must never be what takes claims down).
-	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
-}
-
-// BucketsConfig configures NewBuckets.
-type BucketsConfig struct {
-	// Rate is the sustained rate, tokens per second (> 0).
-	Rate float64
-	// Burst is the bucket size: how many requests may come at once (>= 1).
-	Burst int
-	// KeysMax bounds the keys tracked; default LimitKeysMaxDefault.
-	KeysMax int
-	// Clock is the time buckets refill by; default time.Now.
-	Clock func() time.Time
-}
-
-// Buckets is an in-process Limiter: one golang.org/x/time/rate token bucket
-// per key, in sharded maps of bounded size (see the comment at the top of
-// limit.go). It is safe for concurrent use; each shard has its own lock,
-// held only for a map lookup or insert (and, when the shard is full, one
-// sweep of it).
-type Buckets struct {
-	limit      rate.Limit
-	burst      int
-	shardLen   int
-	clock      func() time.Time
-	seed       maphash.Seed
-	shards     [limitShards]bucketShard
-	perToken   time.Duration // time to refill one token
-	fullTokens float64
-}
-
-type bucketShard struct {
-	sync.Mutex
-	m map[string]*rate.Limiter
-	_ [48]byte // one shard per 64-byte cache line: shards' locks do not share one
-}
-
-// NewBuckets validates cfg and returns an empty set of buckets.
-func NewBuckets(cfg BucketsConfig) (*Buckets, error) {
-	var errs []error
-	if !(cfg.Rate > 0 && cfg.Rate <= limitRateMax) {
-		errs = append(errs, fmt.Errorf("httpapi: limit rate %v/s not in (0, %g]", cfg.Rate, limitRateMax))
-	}
-	if cfg.Burst < 1 || cfg.Burst > math.MaxInt32 {
-		errs = append(errs, fmt.Errorf("httpapi: limit burst %d must be at least 1", cfg.Burst))
-	}
-	if cfg.KeysMax < 0 {
-		errs = append(errs, fmt.Errorf("httpapi: limit keys max %d must not be negative", cfg.KeysMax))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	setDefault(&cfg.KeysMax, LimitKeysMaxDefault)
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
-	}
-	b := &Buckets{
-		limit:      rate.Limit(cfg.Rate),
-		burst:      cfg.Burst,
-		shardLen:   max(1, (cfg.KeysMax+limitShards-1)/limitShards),
-		clock:      cfg.Clock,
-		seed:       maphash.MakeSeed(),
-		perToken:   time.Duration(float64(time.Second) / cfg.Rate),
-		fullTokens: float64(cfg.Burst),
-	}
-	for i := range b.shards {
-		b.shards[i].m = make(map[string]*rate.Limiter)
-	}
-	return b, nil
-}
-
-// Allow implements Limiter; it never fails.
-func (b *Buckets) Allow(_ context.Context, key string) (bool, time.Duration, error) {
-	now := b.clock()
-	lim := b.bucket(key, now)
-	if lim.AllowN(now, 1) {
-		return true, 0, nil
-	}
-	// AllowN took nothing; the wait is the time the missing fraction of a
-	// token takes to refill. (Reserve would say the same but allocates.)
-	missing := 1 - lim.TokensAt(now)
-	return false, time.Duration(math.Ceil(missing * float64(b.perToken))), nil
-}
-
-// Len is the number of keys tracked.
-func (b *Buckets) Len() int {
-	n := 0
-	for i := range b.shards {
-		sh := &b.shards[i]
-		sh.Lock()
-		n += len(sh.m)
-		sh.Unlock()
-	}
-	return n
-}
-
-// bucket returns key's bucket, creating it (and making room) if needed.
-func (b *Buckets) bucket(key string, now time.Time) *rate.Limiter {
-	sh := &b.shards[maphash.String(b.seed, key)%limitShards]
-	sh.Lock()
-	defer sh.Unlock()
-	if lim, ok := sh.m[key]; ok {
-		return lim
-	}
-	if len(sh.m) >= b.shardLen {
-		b.sweep(sh, now)
-	}
-	lim := rate.NewLimiter(b.limit, b.burst)
-	// The key usually aliases request memory (a header, a token's subject
-	// kept by the token cache); the map keeps its own copy.
-	sh.m[strings.Clone(key)] = lim
-	return lim
-}
-
-// sweep makes room in a full shard: first it forgets every bucket that has
-// refilled (no information lost); if that frees less than an eighth of the
-// shard, it forgets arbitrary buckets (map order) until an eighth is free,
-// so the next sweeps are at least shardLen/8 inserts apart.
-func (b *Buckets) sweep(sh *bucketShard, now time.Time) {
-	for k, lim := range sh.m {
-		if lim.TokensAt(now) >= b.fullTokens {
-			delete(sh.m, k)
-		}
-	}
-	keep := b.shardLen - max(1, b.shardLen/8)
-	for k := range sh.m {
-		if len(sh.m) <= keep {
-			break
-		}
-		delete(sh.m, k)
-	}
-}
+// Limiter is what the server asks before a request (limit.Limiter): the
+// in-process limit.Buckets, or one shared by every node plugged in as
+// Config.PlayerLimiter.
+type Limiter = limit.Limiter
 
 // clientIP is the address a request is attributed to for the per-IP limit:
 // the TCP peer; or, when the peer is a trusted proxy, the right-most

@@ -22,6 +22,7 @@ import (
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
 	"github.com/cairnhq/cairn/internal/leaderboard"
+	"github.com/cairnhq/cairn/internal/limit"
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
@@ -268,14 +269,14 @@ func (s *Server) newLimiters() error {
 	case c.PlayerLimiter != nil:
 		s.playerLimit = c.PlayerLimiter
 	case c.ClaimRate != LimitOff:
-		b, err := NewBuckets(BucketsConfig{Rate: c.ClaimRate, Burst: c.ClaimBurst, KeysMax: c.LimitKeysMax})
+		b, err := limit.NewBuckets(limit.BucketsConfig{Rate: c.ClaimRate, Burst: c.ClaimBurst, KeysMax: c.LimitKeysMax})
 		if err != nil {
 			return err
 		}
 		s.playerLimit = b
 	}
 	if c.IPRate > 0 {
-		b, err := NewBuckets(BucketsConfig{Rate: c.IPRate, Burst: c.IPBurst, KeysMax: c.LimitKeysMax})
+		b, err := limit.NewBuckets(limit.BucketsConfig{Rate: c.IPRate, Burst: c.IPBurst, KeysMax: c.LimitKeysMax})
 		if err != nil {
 			return err
 		}

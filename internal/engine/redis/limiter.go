@@ -8,6 +8,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnhq/cairn/internal/limit"
 )
 
 // gcraScript is a shared per-key rate limit (GCRA, the generic cell rate
@@ -41,6 +43,8 @@ type Limiter struct {
 	timeout   time.Duration
 }
 
+var _ limit.Limiter = (*Limiter)(nil)
+
 // ErrLimiterConfig reports a rate or burst out of range.
 var ErrLimiterConfig = errors.New("limiter: rate must be in (0, 1e6] per second and burst in [1, 1e6]")
 
@@ -53,7 +57,7 @@ func (e *Engine) NewLimiter(ratePerSec float64, burst int) (*Limiter, error) {
 	return &Limiter{rdb: e.rdb, interval: interval, tolerance: int64(burst-1) * interval, timeout: e.cfg.CallTimeout}, nil
 }
 
-// Allow takes one token from key's bucket (see httpapi.Limiter). An error
+// Allow takes one token from key's bucket (see limit.Limiter). An error
 // (Redis unreachable) lets the caller decide; the HTTP layer fails open.
 func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
