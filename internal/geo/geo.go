@@ -46,6 +46,11 @@ func Encode(lat, lon float64, chars int) string {
 	return geohash.EncodeWithPrecision(lat, lon, uint(chars))
 }
 
+// DecodeCenter returns the centre of the geohash cell hash (lat, lon).
+func DecodeCenter(hash string) (lat, lon float64) {
+	return geohash.DecodeCenter(hash)
+}
+
 // ValidGeohash reports whether s is a non-empty geohash of at most 12 characters
 // in the base-32 geohash alphabet.
 func ValidGeohash(s string) bool {

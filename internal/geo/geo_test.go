@@ -128,3 +128,14 @@ func TestCellLen(t *testing.T) {
 		t.Errorf("CellLen(small radius) = %d; want 6", CellLen(48.85, 10, 6))
 	}
 }
+
+// TestDecodeCenter: the centre of a point's 9-character cell is within the
+// cell's half-diagonal (~3.4 m) of the point.
+func TestDecodeCenter(t *testing.T) {
+	for _, p := range [][2]float64{{48.8566, 2.3522}, {-33.8688, 151.2093}, {0, 0}, {89.9, -179.9}} {
+		lat, lon := DecodeCenter(Encode(p[0], p[1], GeohashLen))
+		if d := DistanceM(p[0], p[1], lat, lon); d > 3.5 {
+			t.Errorf("DecodeCenter(Encode(%v, %v)) = %v, %v: %.2f m away; want <= 3.5", p[0], p[1], lat, lon, d)
+		}
+	}
+}

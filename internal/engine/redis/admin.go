@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mmcloughlin/geohash"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cairnhq/cairn/internal/engine"
@@ -268,7 +267,7 @@ func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM f
 			if len(parts) != 3 {
 				continue
 			}
-			clat, clon := geohash.DecodeCenter(parts[0])
+			clat, clon := geo.DecodeCenter(parts[0])
 			if geo.DistanceM(lat, lon, clat, clon) > radiusM+cellSlackM {
 				continue
 			}

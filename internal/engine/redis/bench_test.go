@@ -10,7 +10,6 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/rueidis"
 
 	"github.com/cairnhq/cairn/internal/engine/redis/redistest"
 	"github.com/cairnhq/cairn/internal/geo"
@@ -19,9 +18,11 @@ import (
 
 // The client benchmarks call cairn_claim itself (a grant with wallet credit,
 // ledger and log append, fsynced by appendfsync always) from 16 goroutines
-// per core, so they compare what each client does with many concurrent
-// callers: go-redis takes one pooled connection per call, rueidis pipelines
-// concurrent calls on one connection.
+// per core, so they compare what each way of calling does with many
+// concurrent callers: one pooled connection per call, or go-redis's
+// AutoPipeliner batching concurrent calls on few connections. (The rueidis
+// figures in docs/REDIS.md and docs/BENCHMARKS.md came from a benchmark
+// removed with that module.)
 //
 //	go test -run '^$' -bench 'FCall|Claim' -benchtime 5s ./internal/engine/redis/
 //
@@ -115,30 +116,6 @@ func BenchmarkFCallGoRedisAuto(b *testing.B) {
 				a[i] = args[i]
 			}
 			if err := ap.FCall(ctx, fn, keys, a...).Err(); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	reportRate(b, start)
-}
-
-func BenchmarkFCallRueidis(b *testing.B) {
-	srv, s := benchFixture(b)
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	b.SetParallelism(benchParallelism)
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			fn, keys, args := benchCall(s)
-			cmd := c.B().Fcall().Function(fn).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
-			if err := c.Do(ctx, cmd).Error(); err != nil {
 				b.Error(err)
 				return
 			}

@@ -213,7 +213,7 @@ func (e *Engine) callErr(what string, err error) error {
 		return fmt.Errorf("%w: %s: no free connection", engine.ErrOverloaded, what)
 	}
 	if isUnavailable(err) {
-		if s := err.Error(); strings.Contains(s, "not found") || strings.HasPrefix(s, "NOGROUP") {
+		if needsSetup(err) {
 			// Redis came back without our library or groups: set up again.
 			e.markDown(err)
 		}

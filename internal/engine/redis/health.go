@@ -173,3 +173,10 @@ func isUnavailable(err error) bool {
 	}
 	return true
 }
+
+// needsSetup reports whether err is Redis answering that our Function
+// library or a consumer group is missing: it came back without them.
+func needsSetup(err error) bool {
+	return goredis.HasErrorPrefix(err, "NOGROUP") ||
+		goredis.HasErrorPrefix(err, "Function not found") || goredis.HasErrorPrefix(err, "Library not found")
+}

@@ -99,7 +99,7 @@ func (e *Engine) ensureGroups(ctx context.Context) error {
 	}
 	_, _ = pipe.Exec(ctx)
 	for _, c := range cmds {
-		if err := c.Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		if err := c.Err(); err != nil && !goredis.HasErrorPrefix(err, "BUSYGROUP") {
 			return unavailable("create consumer groups", err)
 		}
 	}
