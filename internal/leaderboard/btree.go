@@ -21,16 +21,17 @@ import (
 // leaves it touches.
 //
 // A score change is a delete of the entry's old key and an insert of its new
-// one (in place when it stays in the same leaf). Leaves split in halves when
-// full; a leaf that falls under a quarter full after a delete merges with a
-// neighbour under the same parent when both fit in one; a node left with no
-// entries or children is removed, and a root with one child gives way to it.
-// Scores only grow under grants, so deletes are rare anywhere but just
-// before an insert of the same entry.
+// one (in place when it stays inside the same leaf). Leaves split in halves
+// when full; a leaf that falls under a quarter full after a delete merges
+// with a neighbour under the same parent when together they fill at most
+// three quarters of one; a node left with no entries or children is
+// removed, and a root with one child gives way to it. Inner nodes do not
+// merge otherwise (they are ~1/20 of the nodes). Entries never leave a
+// board: every delete is followed by the insert of the same entry.
 
 const (
 	treeFanout   = 32 // entries per leaf, children per inner node
-	treeDepthMax = 24 // inner levels; a node holds >= 2 children unless merges could not apply, far below this
+	treeDepthMax = 24 // inner levels: a new level needs a root of treeFanout children, so 24 takes over 16^22 leaf splits
 )
 
 // entry is one (player, score) of a board.
@@ -309,20 +310,8 @@ func (nd *inner) split() *inner {
 	return rt
 }
 
-// remove unlinks x, which must be on the tree at its present key.
-func (t *tree) remove(x *entry) {
-	var p treePath
-	lf := t.descend(x.score, x.tie, x.player, -1, &p)
-	pos := lf.search(x.score, x.tie, x.player)
-	if pos >= lf.n || lf.ent[pos] != x {
-		panic("leaderboard: tree invariant: entry not found at its own key")
-	}
-	lf.cut(pos)
-	t.length--
-	t.rebalance(&p, lf)
-}
-
-// rebalance handles a leaf a delete left under a quarter full.
+// rebalance handles a leaf a delete left under a quarter full (the counts
+// on p already reduced).
 func (t *tree) rebalance(p *treePath, lf *leaf) {
 	if lf.n >= treeFanout/4 {
 		return
