@@ -153,7 +153,7 @@ func (e *Engine) admit(ctx context.Context) error {
 		return engine.ErrClosed
 	default:
 	}
-	if up, err, _ := e.avail.get(); !up {
+	if up, _, err := e.avail.get(); !up {
 		return unavailable("redis", err)
 	}
 	return nil

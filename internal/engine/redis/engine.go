@@ -336,7 +336,7 @@ func (e *Engine) Ready() error {
 	default:
 		return fmt.Errorf("%w: not running yet", engine.ErrUnavailable)
 	}
-	if up, err, _ := e.avail.get(); !up {
+	if up, _, err := e.avail.get(); !up {
 		return unavailable("redis", err)
 	}
 	return nil

@@ -35,10 +35,10 @@ func (a *availability) callContext(ctx context.Context) (context.Context, contex
 	return cctx, func() { stop(); cancel() }
 }
 
-func (a *availability) get() (bool, error, <-chan struct{}) {
+func (a *availability) get() (bool, <-chan struct{}, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.up, a.err, a.ch
+	return a.up, a.ch, a.err
 }
 
 // set records the state and reports whether it changed.
@@ -123,7 +123,7 @@ func (e *Engine) kickHealth() {
 // waitUp blocks until Redis is up; false when ctx ends first.
 func (e *Engine) waitUp(ctx context.Context) bool {
 	for {
-		up, _, ch := e.avail.get()
+		up, ch, _ := e.avail.get()
 		if up {
 			return true
 		}
