@@ -13,11 +13,12 @@ import (
 // spend answers POST /v1/wallet/spend (see claim).
 func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	s.spendOnce(w, r)
+	s.answerSpend(w, r)
 	s.spendLatency.Observe(time.Since(start).Seconds())
 }
 
-func (s *Server) spendOnce(w http.ResponseWriter, r *http.Request) {
+// answerSpend does the spend's work; spend times it.
+func (s *Server) answerSpend(w http.ResponseWriter, r *http.Request) {
 	player, err := s.auth.player(r)
 	if err != nil {
 		s.writeError(w, r, err, nil)

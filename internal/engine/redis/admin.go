@@ -36,8 +36,8 @@ func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
 		return fmt.Errorf("redis engine: encode hunt: %w", err)
 	}
 	pipe := e.rdb.TxPipeline()
-	pipe.HSet(ctx, keyHunt(h.ID), "j", j, "sa", ns20(h.StartsAt), "ea", ns20(h.EndsAt),
-		"r", ftoa(h.ClaimRadiusM), "v", ftoa(h.MaxSpeedMps))
+	pipe.HSet(ctx, keyHunt(h.ID), "j", j, "sa", formatNS20(h.StartsAt), "ea", formatNS20(h.EndsAt),
+		"r", formatFloat(h.ClaimRadiusM), "v", formatFloat(h.MaxSpeedMps))
 	pipe.SAdd(ctx, keyHunts, string(h.ID))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return e.callErr("put hunt", err)
@@ -112,8 +112,8 @@ func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.H
 		}
 		gh := s.Geohash
 		p := geo.PartitionOf(gh, e.cfg.PrefixLen, e.cfg.Partitions)
-		args = append(args, string(s.ID), uint64(p), ftoa(s.Lat), ftoa(s.Lon), s.Tickets, s.Reward, s.Points,
-			ns20(s.OpensAt), ns20(s.ClosesAt), gh)
+		args = append(args, string(s.ID), uint64(p), formatFloat(s.Lat), formatFloat(s.Lon), s.Tickets, s.Reward, s.Points,
+			formatNS20(s.OpensAt), formatNS20(s.ClosesAt), gh)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*e.cfg.CallTimeout)
 	defer cancel()

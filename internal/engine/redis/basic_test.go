@@ -90,7 +90,7 @@ func TestDistanceMatchesGo(t *testing.T) {
 			lat2, lon2 = rng.Float64()*180-90, rng.Float64()*360-180
 		}
 		lat2 = max(min(lat2, 90), -90)
-		s, err := n.rdb.FCallRO(ctx, "cairn_distance", nil, ftoa(lat1), ftoa(lon1), ftoa(lat2), ftoa(lon2)).Text()
+		s, err := n.rdb.FCallRO(ctx, "cairn_distance", nil, formatFloat(lat1), formatFloat(lon1), formatFloat(lat2), formatFloat(lon2)).Text()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,7 +57,7 @@ func benchCall(hs []hunt.Hotspot) (string, []string, []string) {
 	s := hs[i%int64(len(hs))]
 	req := claimAt("b"+strconv.FormatInt(i, 10), "k", s)
 	r := request{kind: 'c', p: 0, rid: "bench.1", player: req.Player, key: req.Key,
-		fp: strconv.FormatUint(req.Fingerprint(), 10), hunt: req.Hunt, hotspot: req.Hotspot, lat: ftoa(req.Lat), lon: ftoa(req.Lon)}
+		fp: strconv.FormatUint(req.Fingerprint(), 10), hunt: req.Hunt, hotspot: req.Hotspot, lat: formatFloat(req.Lat), lon: formatFloat(req.Lon)}
 	r.p = geo.PartitionOf(s.Geohash, geo.PrefixLenDefault, 64)
 	fn, keys, args := r.fcall(time.Now(), "")
 	sargs := make([]string, len(args))

@@ -99,7 +99,7 @@ func (r *request) fcall(now time.Time, entry string) (fn string, keys []string, 
 		[]string{keyHunt(r.hunt), keyHotspot(r.p, r.hunt, r.hotspot), keyClaimers(r.p, r.hunt, r.hotspot),
 			keySeq(r.p), keyLog(r.p), keyIdem(r.player), keyWallet(r.player), keyLedger(r.player), keyPos(r.player), keyReq(r.p)},
 		[]any{string(r.player), r.key, r.fp, string(r.hunt), string(r.hotspot), r.lat, r.lon,
-			ns20(now), strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), ms, ps, entry, Group, r.ch, r.rid}
+			formatNS20(now), strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), ms, ps, entry, Group, r.ch, r.rid}
 }
 
 // Claim decides a checked claim; see engine.Engine.
@@ -115,7 +115,7 @@ func (e *Engine) Claim(ctx context.Context, req *hunt.ClaimRequest) (hunt.ClaimR
 		return hunt.ClaimResult{}, err
 	}
 	r := request{kind: 'c', p: p, player: req.Player, key: req.Key, fp: strconv.FormatUint(req.Fingerprint(), 10),
-		hunt: req.Hunt, hotspot: req.Hotspot, lat: ftoa(req.Lat), lon: ftoa(req.Lon)}
+		hunt: req.Hunt, hotspot: req.Hotspot, lat: formatFloat(req.Lat), lon: formatFloat(req.Lon)}
 	ev, replayed, err := e.submit(ctx, &r, hunt.KindClaimCompleted)
 	return hunt.ClaimResult{Event: ev, Replayed: replayed}, err
 }

@@ -38,27 +38,36 @@ const (
 	Group = "ClaimProcessor"
 )
 
-func keyHunt(h hunt.HuntID) string      { return "cairn:hunt:" + string(h) }
-func keyHsIndex(h hunt.HuntID) string   { return "cairn:hsidx:" + string(h) }
-func keyGeo(h hunt.HuntID) string       { return "cairn:geo:" + string(h) }
-func keyDone(consumer string) string    { return "cairn:done:" + consumer }
-func tagP(p geo.Partition) string       { return "cairn:{p" + strconv.FormatUint(uint64(p), 10) + "}:" }
-func tagU(pl hunt.PlayerID) string      { return "cairn:{u:" + string(pl) + "}:" }
-func keySeq(p geo.Partition) string     { return tagP(p) + "seq" }
-func keyLog(p geo.Partition) string     { return tagP(p) + "log" }
-func keyReq(p geo.Partition) string     { return tagP(p) + "req" }
-func keyDead(p geo.Partition) string    { return tagP(p) + "dead" }
-func keyIdem(pl hunt.PlayerID) string   { return tagU(pl) + "idem" }
-func keyWallet(pl hunt.PlayerID) string { return tagU(pl) + "w" }
-func keyLedger(pl hunt.PlayerID) string { return tagU(pl) + "led" }
-func keyPos(pl hunt.PlayerID) string    { return tagU(pl) + "pos" }
+func keyHunt(h hunt.HuntID) string    { return "cairn:hunt:" + string(h) }
+func keyHsIndex(h hunt.HuntID) string { return "cairn:hsidx:" + string(h) }
+func keyGeo(h hunt.HuntID) string     { return "cairn:geo:" + string(h) }
+func keyDone(consumer string) string  { return "cairn:done:" + consumer }
+
+// partitionTag is the prefix of a partition's keys, "cairn:{pN}:"; its hash
+// tag keeps them in one cluster slot.
+func partitionTag(p geo.Partition) string {
+	return "cairn:{p" + strconv.FormatUint(uint64(p), 10) + "}:"
+}
+
+// playerTag is the prefix of a player's keys, "cairn:{u:<player>}:", hash
+// tagged like partitionTag.
+func playerTag(pl hunt.PlayerID) string { return "cairn:{u:" + string(pl) + "}:" }
+
+func keySeq(p geo.Partition) string     { return partitionTag(p) + "seq" }
+func keyLog(p geo.Partition) string     { return partitionTag(p) + "log" }
+func keyReq(p geo.Partition) string     { return partitionTag(p) + "req" }
+func keyDead(p geo.Partition) string    { return partitionTag(p) + "dead" }
+func keyIdem(pl hunt.PlayerID) string   { return playerTag(pl) + "idem" }
+func keyWallet(pl hunt.PlayerID) string { return playerTag(pl) + "w" }
+func keyLedger(pl hunt.PlayerID) string { return playerTag(pl) + "led" }
+func keyPos(pl hunt.PlayerID) string    { return playerTag(pl) + "pos" }
 
 func keyHotspot(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
-	return tagP(p) + "hs:" + string(h) + ":" + string(s)
+	return partitionTag(p) + "hs:" + string(h) + ":" + string(s)
 }
 
 func keyClaimers(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
-	return tagP(p) + "cl:" + string(h) + ":" + string(s)
+	return partitionTag(p) + "cl:" + string(h) + ":" + string(s)
 }
 
 // logID is the log stream id of an event: the sequence number is the id's

@@ -138,11 +138,11 @@ func decodeLedger(s string) (hunt.LedgerEntry, error) {
 	}, nil
 }
 
-// ns20 is a time as 20-digit unix nanoseconds, which cairn.lua compares as
+// formatNS20 writes t as ns20: 20-digit unix nanoseconds, which cairn.lua compares as
 // strings (exact, where a Lua number would round). The zero time is "" (no
 // bound); times before 1970 clamp to 0, which orders the same against any
 // later now.
-func ns20(t time.Time) string {
+func formatNS20(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
@@ -155,7 +155,7 @@ func ns20(t time.Time) string {
 	return fmt.Sprintf("%020d", t.UnixNano())
 }
 
-// parseNS20 is the inverse of ns20 (zero for "").
+// parseNS20 is the inverse of formatNS20 (zero for "").
 func parseNS20(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -167,8 +167,8 @@ func parseNS20(s string) (time.Time, error) {
 	return time.Unix(0, ns).UTC(), nil
 }
 
-// ftoa is Go's shortest round-trip form of f: Lua's tonumber reads it back to the same bits.
-func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+// formatFloat writes f in Go's shortest round-trip form: Lua's tonumber reads it back to the same bits.
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // streamSeq is the sequence number a log stream id "<seq>-0" stands for.
 func streamSeq(id string) (hunt.Seq, error) {

@@ -14,7 +14,7 @@ func encodeEvent(e *hunt.Event) string {
 	return strings.Join([]string{eventVersion, strconv.Itoa(int(e.Kind)), strconv.Itoa(int(e.Outcome)),
 		strconv.FormatUint(uint64(e.Epoch.Partition), 10), strconv.FormatUint(uint64(e.Epoch.Seq), 10),
 		strconv.FormatInt(e.At.UnixMilli(), 10), string(e.Player), e.Key, strconv.FormatUint(e.Fingerprint, 10),
-		string(e.Hunt), string(e.Hotspot), ftoa(e.Lat), ftoa(e.Lon), e.Geohash,
+		string(e.Hunt), string(e.Hotspot), formatFloat(e.Lat), formatFloat(e.Lon), e.Geohash,
 		strconv.FormatInt(e.Reward, 10), strconv.FormatInt(e.Points, 10), strconv.FormatInt(e.TicketsLeft, 10),
 		strconv.FormatInt(e.Amount, 10), strconv.FormatInt(e.Balance, 10), e.Reason}, " ")
 }
@@ -64,17 +64,17 @@ func TestNS20OrdersLikeTime(t *testing.T) {
 	ts := []time.Time{time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0), time.Unix(1, 999),
 		time.Unix(1_900_000_000, 1), time.Date(2261, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for i := 1; i < len(ts); i++ {
-		a, b := ns20(ts[i-1]), ns20(ts[i])
+		a, b := formatNS20(ts[i-1]), formatNS20(ts[i])
 		if len(a) != 20 || len(b) != 20 || a > b {
-			t.Errorf("ns20(%v) = %q, ns20(%v) = %q; want 20 digits, ordered", ts[i-1], a, ts[i], b)
+			t.Errorf("formatNS20(%v) = %q, formatNS20(%v) = %q; want 20 digits, ordered", ts[i-1], a, ts[i], b)
 		}
 	}
-	if ns20(time.Time{}) != "" {
-		t.Errorf("ns20(zero) = %q; want \"\" (no bound)", ns20(time.Time{}))
+	if formatNS20(time.Time{}) != "" {
+		t.Errorf("formatNS20(zero) = %q; want \"\" (no bound)", formatNS20(time.Time{}))
 	}
 	now := time.Unix(1_900_000_000, 123456789).UTC()
-	if got, err := parseNS20(ns20(now)); err != nil || !got.Equal(now) {
-		t.Errorf("parseNS20(ns20(%v)) = %v, %v", now, got, err)
+	if got, err := parseNS20(formatNS20(now)); err != nil || !got.Equal(now) {
+		t.Errorf("parseNS20(formatNS20(%v)) = %v, %v", now, got, err)
 	}
 }
 

@@ -10,12 +10,12 @@ import (
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
-// TestReviewSubMillisecondClockMatchesEmbedded: the log keeps decision times
+// TestSubMillisecondClockMatchesEmbedded: the log keeps decision times
 // at millisecond precision and the embedded engine decides at that precision
 // (so replay reads back what was decided). A Redis node deciding with the
 // clock's full nanoseconds answers differently at a window's edge, and
 // records a grant whose At is before the hotspot opened.
-func TestReviewSubMillisecondClockMatchesEmbedded(t *testing.T) {
+func TestSubMillisecondClockMatchesEmbedded(t *testing.T) {
 	base := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
 	opens := base.Add(500 * time.Microsecond)
 	now := base.Add(700 * time.Microsecond) // after opens, but in the same millisecond as base

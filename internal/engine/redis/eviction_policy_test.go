@@ -8,11 +8,11 @@ import (
 	"github.com/cairnhq/cairn/internal/engine/redis/redistest"
 )
 
-// TestReviewRefusesEvictingRedis: a Redis whose maxmemory-policy may evict
+// TestOpenRefusesEvictingRedis: a Redis whose maxmemory-policy may evict
 // any key (allkeys-*) silently drops idempotency records, claimer sets,
 // granted counts and wallets when memory fills (I1-I4), however durable its
 // AOF is. Open must refuse it as it refuses a volatile one.
-func TestReviewRefusesEvictingRedis(t *testing.T) {
+func TestOpenRefusesEvictingRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	raw := rawClient(t, srv)
