@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -107,18 +108,12 @@ func (c Config) Validate() error {
 // withDefaults fills every zero field except Partitions and PrefixLen, which
 // are settled against the store's meta record in Open.
 func (c Config) withDefaults() Config {
-	if c.InboxLenMax == 0 {
-		c.InboxLenMax = InboxLenDefault
-	}
-	if c.PipelineDepth == 0 {
-		c.PipelineDepth = PipelineDepthDefault
-	}
-	if c.BatchLenMax == 0 {
-		c.BatchLenMax = BatchLenDefault
-	}
-	if c.DiskFreeMinBytes == 0 {
-		c.DiskFreeMinBytes = DiskFreeMinDefault
-	}
+	c.InboxLenMax = cmp.Or(c.InboxLenMax, InboxLenDefault)
+	c.PipelineDepth = cmp.Or(c.PipelineDepth, PipelineDepthDefault)
+	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenDefault)
+	c.DiskFreeMinBytes = cmp.Or(c.DiskFreeMinBytes, DiskFreeMinDefault)
+	// Defaults that must be built (a logger, metrics) are built only when
+	// missing; a func (Clock) is not comparable.
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -84,38 +85,20 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.Partitions == 0 {
-		c.Partitions = geo.PartitionsDefault
-	}
-	if c.PrefixLen == 0 {
-		c.PrefixLen = geo.PrefixLenDefault
-	}
-	if c.Readers == 0 {
-		c.Readers = min(c.Partitions, ReadersMax)
-	}
+	c.Partitions = cmp.Or(c.Partitions, geo.PartitionsDefault)
+	c.PrefixLen = cmp.Or(c.PrefixLen, geo.PrefixLenDefault)
+	c.Readers = cmp.Or(c.Readers, min(c.Partitions, ReadersMax))
+	c.MinIdle = cmp.Or(c.MinIdle, MinIdleDefault)
+	c.DeliveriesMax = cmp.Or(c.DeliveriesMax, DeliveriesMaxDefault)
+	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenMaxDefault)
+	c.InflightMax = cmp.Or(c.InflightMax, InflightMaxDefault)
+	c.CallTimeout = cmp.Or(c.CallTimeout, CallTimeoutDefault)
+	c.HealthInterval = cmp.Or(c.HealthInterval, HealthIntervalDefault)
+	c.MaintenanceInterval = cmp.Or(c.MaintenanceInterval, MaintenanceIntervalDefault)
+	// Defaults that must be built (a random consumer name, metrics) are
+	// built only when missing; a func (Clock) is not comparable.
 	if c.Consumer == "" {
 		c.Consumer = defaultConsumer()
-	}
-	if c.MinIdle == 0 {
-		c.MinIdle = MinIdleDefault
-	}
-	if c.DeliveriesMax == 0 {
-		c.DeliveriesMax = DeliveriesMaxDefault
-	}
-	if c.BatchLenMax == 0 {
-		c.BatchLenMax = BatchLenMaxDefault
-	}
-	if c.InflightMax == 0 {
-		c.InflightMax = InflightMaxDefault
-	}
-	if c.CallTimeout == 0 {
-		c.CallTimeout = CallTimeoutDefault
-	}
-	if c.HealthInterval == 0 {
-		c.HealthInterval = HealthIntervalDefault
-	}
-	if c.MaintenanceInterval == 0 {
-		c.MaintenanceInterval = MaintenanceIntervalDefault
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
