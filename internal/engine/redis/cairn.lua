@@ -1,5 +1,5 @@
 #!lua name=cairn
--- cairn-version: 2
+-- cairn-version: 3
 --
 -- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
 -- REPLACE by internal/engine/redis when the library in Redis is missing or
@@ -187,6 +187,19 @@ local function append(kseq, klog, build)
   return seq, e
 end
 
+-- wallet_touch records that the event (now_ms, part, seq) changed the wallet,
+-- keeping the latest change by time, then partition, then seq: partitions
+-- race, so "the last one applied" would differ from a fold of the log; the
+-- latest is the same both ways, and the same as the embedded engine's.
+local function wallet_touch(kwal, now_ms, part, seq)
+  local cur = redis.call('HMGET', kwal, 't', 'p', 's')
+  local t, p, s = tonumber(cur[1] or '-1'), tonumber(cur[2] or '-1'), tonumber(cur[3] or '-1')
+  local nt, np, ns = tonumber(now_ms), tonumber(part), tonumber(seq)
+  if nt > t or (nt == t and (np > p or (np == p and ns > s))) then
+    redis.call('HSET', kwal, 't', now_ms, 'p', part, 's', seq)
+  end
+end
+
 -- KEYS: hunt, hotspot, claimers, seq, log, idem, wallet, ledger, pos, req
 -- ARGV: player key fp hunt hotspot lat lon now_ns20 now_s now_ns now_ms partition entry group chan rid
 local function claim_decide(keys, a)
@@ -243,7 +256,7 @@ local function claim_decide(keys, a)
   end)
   if outcome == GRANTED and reward ~= '0' then -- a grant without reward leaves the wallet alone, as embedded does
     redis.call('HINCRBY', kwal, 'b', reward)
-    redis.call('HSET', kwal, 'p', part, 's', seq)
+    wallet_touch(kwal, now_ms, part, seq)
     redis.call('LPUSH', kled, table.concat({ 'claim', part, seq, now_ms, reward, hunt_id, hs_id, '' }, ' '))
     redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
   end
@@ -275,7 +288,7 @@ local function spend_decide(keys, a)
       '0', '0', '0', amount_s, int(balance), reason)
   end)
   if outcome == SPENT then
-    redis.call('HSET', kwal, 'p', part, 's', seq)
+    wallet_touch(kwal, now_ms, part, seq)
     redis.call('LPUSH', kled, table.concat({ 'spend', part, seq, now_ms, '-' .. amount_s, '', '', reason }, ' '))
     redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
   end
