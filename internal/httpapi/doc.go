@@ -42,10 +42,12 @@
 // # Concurrency
 //
 // A Server is safe for concurrent use once New returns; it holds no per-request
-// state. The SSE hub (Feed) is called from the engine's partition writers
-// concurrently and never blocks them, whatever its subscribers do: each hunt
-// has one bounded ring of recent frames that subscribers read at their own
-// pace, and a subscriber that falls further behind than the ring is
+// state. The SSE hub (Feed) is called from the engine's goroutines
+// concurrently and never blocks them, whatever its subscribers do: it only
+// queues a bounded copy of each claim decision, and renders the frames on its
+// own goroutine. Each hunt has one bounded ring of recent frames that
+// subscribers read at their own pace, and a subscriber that falls further
+// behind than the ring, or would miss a frame lost to a full queue, is
 // disconnected (feed.go).
 //
 // # Hotspot import

@@ -194,6 +194,25 @@ func TestEventsSlowSubscriberDropped(t *testing.T) {
 	}
 }
 
+// readFrames reads from sub until it has n frames or is behind, waiting
+// (bounded) for the hub's goroutine to render them.
+func readFrames(t *testing.T, sub *subscription, n int) (frames [][]byte, behind bool) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		fs, wake, b := sub.read()
+		frames = append(frames, fs...)
+		if b || len(frames) >= n {
+			return frames, b
+		}
+		select {
+		case <-wake:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %d frames; read %q", n, frames)
+		}
+	}
+}
+
 // TestHubFanOut drives the hub alone: every subscriber of a hunt reads the
 // same frames in order, other hunts and spends are skipped, and a
 // subscriber that falls further behind than the ring is told so.
@@ -216,7 +235,7 @@ func TestHubFanOut(t *testing.T) {
 		claim(3),
 	})
 	for i, sub := range subs[:len(subs)-1] {
-		frames, _, behind := sub.read()
+		frames, behind := readFrames(t, sub, 2)
 		if behind || len(frames) != 2 || !strings.HasPrefix(string(frames[0]), "id: 1.1\n") || !strings.HasPrefix(string(frames[1]), "id: 1.3\n") {
 			t.Fatalf("subscriber %d read %q, behind %v; want frames 1.1 and 1.3", i, frames, behind)
 		}
@@ -229,7 +248,7 @@ func TestHubFanOut(t *testing.T) {
 	h.Committed(geo.Partition(1), []hunt.Event{claim(4)})
 	select {
 	case <-wake:
-	default:
+	case <-time.After(20 * time.Second):
 		t.Fatalf("a new frame did not wake the readers")
 	}
 	if _, _, behind := subs[len(subs)-1].read(); !behind {
@@ -238,6 +257,13 @@ func TestHubFanOut(t *testing.T) {
 	if frames, _, behind := subs[0].read(); behind || len(frames) != 1 {
 		t.Fatalf("an up-to-date subscriber read %q, behind %v; want the one new frame", frames, behind)
 	}
+	// A subscriber sees only what is committed after it subscribed.
+	late, _ := h.subscribe("h1")
+	h.Committed(geo.Partition(1), []hunt.Event{claim(5)})
+	if frames, behind := readFrames(t, late, 1); behind || len(frames) != 1 || !strings.HasPrefix(string(frames[0]), "id: 1.5\n") {
+		t.Fatalf("a late subscriber read %q, behind %v; want frame 1.5 only", frames, behind)
+	}
+	h.unsubscribe(late)
 	for _, sub := range subs {
 		h.unsubscribe(sub)
 	}
@@ -249,4 +275,54 @@ func TestHubFanOut(t *testing.T) {
 	if _, err := h.subscribe("h1"); err == nil {
 		t.Fatalf("subscribe after close succeeded")
 	}
+}
+
+// TestHubQueueFull: a frame that does not fit the queue between Committed
+// and the hub's goroutine is lost without Committed waiting, and a
+// subscriber that would have seen it is disconnected (behind) instead of
+// silently missing it; one that subscribed after the loss reads on.
+func TestHubQueueFull(t *testing.T) {
+	h := newHub(10, 4)
+	defer h.close()
+	early, _ := h.subscribe("h1")
+	other, _ := h.subscribe("h2")
+	claim := func(id hunt.HuntID, seq hunt.Seq) hunt.Event {
+		return hunt.Event{Kind: hunt.KindClaimCompleted, Hunt: id, Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: seq}}
+	}
+	// Fill the queue without waking the goroutine (Committed wakes it only
+	// when it queued something): frames of h2, reserved as Committed would.
+	h.mu.RLock()
+	r2 := h.mu.rings["h2"]
+	h.mu.RUnlock()
+	h.q.Lock()
+	for len(h.q.items) < cap(h.q.items) {
+		r2.mu.Lock()
+		slot := r2.reserved
+		r2.reserved++
+		r2.mu.Unlock()
+		h.q.items = append(h.q.items, queuedFrame{ring: r2, slot: slot, ev: claim("h2", hunt.Seq(slot+1))})
+	}
+	h.q.Unlock()
+	h.Committed(geo.Partition(1), []hunt.Event{claim("h1", 1)}) // lost: the queue is full
+	h.poke()
+	waitFor(t, "the goroutine to take the queue", func() bool {
+		h.q.Lock()
+		defer h.q.Unlock()
+		return len(h.q.items) == 0
+	})
+	late, _ := h.subscribe("h1")
+	h.Committed(geo.Partition(1), []hunt.Event{claim("h1", 2)})
+	if frames, behind := readFrames(t, late, 1); behind || len(frames) != 1 || !strings.HasPrefix(string(frames[0]), "id: 1.2\n") {
+		t.Fatalf("the late subscriber read %q, behind %v; want frame 1.2", frames, behind)
+	}
+	if frames, behind := readFrames(t, early, 1); !behind {
+		t.Fatalf("the early subscriber read %q and is not behind; want it told that frame 1.1 was lost", frames)
+	}
+	r2.mu.Lock()
+	rendered := r2.next
+	r2.mu.Unlock()
+	if rendered != feedQueueLenMax {
+		t.Fatalf("h2's ring holds %d frames rendered; want the %d queued", rendered, feedQueueLenMax)
+	}
+	h.unsubscribe(other)
 }
