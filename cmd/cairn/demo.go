@@ -58,8 +58,24 @@ func setupDemo(ctx context.Context, eng engine.Engine) error {
 			return err
 		}
 	}
+	// The import goes through the partition writers: wait until Run has
+	// started them (it runs on its own goroutine, started just before this).
+	deadline := time.Now().Add(demoReadyTimeout)
+	for eng.Ready() != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("engine not ready after %v: %w", demoReadyTimeout, eng.Ready())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond): // poll interval
+		}
+	}
 	return eng.ImportHotspots(ctx, demoHunt, spots)
 }
+
+// demoReadyTimeout bounds how long the demo set-up waits for the engine to run.
+const demoReadyTimeout = 30 * time.Second
 
 func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
 
