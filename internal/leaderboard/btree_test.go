@@ -214,6 +214,103 @@ func TestTreeLargeRandom(t *testing.T) {
 	}
 }
 
+// TestTreeDrain moves whole ranges of a large board past everyone else, the
+// top down and the bottom up, so leaves and then inner nodes empty out
+// (merges, removals, the first leaf going), and reads pages starting at
+// ranks all over the board.
+func TestTreeDrain(t *testing.T) {
+	for _, n := range []int{600, 3000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) { drain(t, n) })
+	}
+}
+
+func drain(t *testing.T, n int) {
+	b := newBoard()
+	scores := map[hunt.PlayerID]int64{}
+	for i := range n {
+		p := hunt.PlayerID(fmt.Sprintf("p%05d", i))
+		b.add(p, int64(i))
+		scores[p] = int64(i)
+	}
+	check := func() {
+		t.Helper()
+		checkTree(t, &b.tree)
+		want := sortedModel(scores)
+		for _, from := range []int{1, 2, 31, 32, 33, 500, len(want) / 2, len(want) - 20, len(want)} {
+			if got, w := b.appendRange(nil, from, 40), want[from-1:min(len(want), from+39)]; !slices.Equal(got, w) {
+				t.Fatalf("appendRange(%d, 40) = %v; want %v", from, got, w)
+			}
+		}
+	}
+	low, high := int64(-1), int64(n)
+	for round := range 6 {
+		for range n * 5 / 6 {
+			var x Entry
+			if round%2 == 0 {
+				x = b.appendRange(nil, 1, 1)[0] // the top goes to the bottom
+				low--
+				b.add(x.Player, low-x.Score)
+				scores[x.Player] = low
+			} else {
+				x = b.appendRange(nil, b.len(), 1)[0] // the bottom goes to the top
+				high++
+				b.add(x.Player, high-x.Score)
+				scores[x.Player] = high
+			}
+		}
+		check()
+	}
+}
+
+// deleteEntry removes x from t the way setScore does before it re-inserts
+// (boards never shrink, so only tests delete).
+func (t *tree) deleteEntry(x *entry) {
+	var p treePath
+	lf := t.descend(x.score, x.tie, x.player, -1, &p)
+	pos := lf.search(x.score, x.tie, x.player)
+	if pos >= lf.n || lf.ent[pos] != x {
+		panic("deleteEntry: not found")
+	}
+	lf.cut(pos)
+	t.length--
+	t.rebalance(&p, lf)
+}
+
+// TestTreeShrinkAndGrow empties a tall tree in random order and fills it
+// again, so the root gives way to its only child down to a single leaf.
+func TestTreeShrinkAndGrow(t *testing.T) {
+	var tr tree
+	tr.init()
+	r := rand.New(rand.NewPCG(8, 9))
+	xs := make([]*entry, 20_000)
+	for i := range xs {
+		p := hunt.PlayerID(fmt.Sprintf("p%05d", i))
+		xs[i] = &entry{player: p, tie: tieKey(p), score: r.Int64N(300)}
+		tr.insert(xs[i])
+	}
+	checkTree(t, &tr)
+	if tr.height < 3 {
+		t.Fatalf("height %d after %d inserts; want >= 3", tr.height, len(xs))
+	}
+	for round := range 2 {
+		r.Shuffle(len(xs), func(i, j int) { xs[i], xs[j] = xs[j], xs[i] })
+		for i, x := range xs {
+			tr.deleteEntry(x)
+			if i%1000 == 0 || len(xs)-i < 40 {
+				checkTree(t, &tr)
+			}
+		}
+		if tr.length != 0 || tr.height != 1 || tr.root.n != 1 || tr.first != tr.root.leaves[0] {
+			t.Fatalf("round %d, emptied: length %d, height %d, root children %d", round, tr.length, tr.height, tr.root.n)
+		}
+		for _, x := range xs {
+			x.score = r.Int64N(300)
+			tr.insert(x)
+		}
+		checkTree(t, &tr)
+	}
+}
+
 func TestTreeTiesOrderByPlayerID(t *testing.T) {
 	b := newBoard()
 	for _, p := range []hunt.PlayerID{"carol", "alice", "dave", "bob"} {
