@@ -21,6 +21,13 @@ import (
 // A read of a region with no cell (no grant there yet) builds nothing and
 // answers an empty page; the board is built by the first read after a grant
 // lands there. So reads cannot create boards for regions without grants.
+//
+// The price is a pause: the build holds the write lock, so the applier and
+// every reader wait for it, about 0.1-0.4 µs per (player, cell) pair inside
+// the region (measured: 84-92 ms for a one-character region holding 468k
+// pairs of the ceiling stream after 1M grants, on a busy 2-core machine).
+// It is paid once per region per process (after a restart, by the first
+// read of each region), instead of a tree move per grant per region board.
 
 // cell is the finest region of a hunt: what its grants credit.
 type cell struct {
