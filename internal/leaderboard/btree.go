@@ -447,12 +447,12 @@ func (t *tree) setScore(x *entry, score int64) {
 
 // board is one ranking: a hunt's global board or one region's.
 type board struct {
-	tree  tree
-	nodes map[hunt.PlayerID]*entry
+	tree     tree
+	byPlayer map[hunt.PlayerID]*entry // each ranked player's entry
 }
 
 func newBoard() *board {
-	b := &board{nodes: make(map[hunt.PlayerID]*entry)}
+	b := &board{byPlayer: make(map[hunt.PlayerID]*entry)}
 	b.tree.init()
 	return b
 }
@@ -460,7 +460,7 @@ func newBoard() *board {
 // add credits points to player, entering them on the board if new (even with
 // zero points: a player with a grant is ranked).
 func (b *board) add(player hunt.PlayerID, points int64) {
-	if x, ok := b.nodes[player]; ok {
+	if x, ok := b.byPlayer[player]; ok {
 		if points != 0 {
 			b.tree.setScore(x, x.score+points)
 		}
@@ -478,12 +478,12 @@ func (b *board) add(player hunt.PlayerID, points int64) {
 // player must be a private copy (the board keeps it).
 func (b *board) enter(x *entry, player hunt.PlayerID) {
 	x.player, x.tie = player, tieKey(player)
-	b.nodes[player] = x
+	b.byPlayer[player] = x
 }
 
 // get returns player's rank and score.
 func (b *board) get(player hunt.PlayerID) (rank int, score int64, ok bool) {
-	x, ok := b.nodes[player]
+	x, ok := b.byPlayer[player]
 	if !ok {
 		return 0, 0, false
 	}

@@ -359,7 +359,7 @@ func benchBoard(b *testing.B) (*board, []hunt.PlayerID) {
 	return bd, players
 }
 
-// BenchmarkUpdate: a grant's score change on a 100k-player board (remove + insert of the same node).
+// BenchmarkUpdate: a grant's score change on a 100k-player board (delete + insert of the same entry, or in place).
 func BenchmarkUpdate(b *testing.B) {
 	bd, players := benchBoard(b)
 	r := rand.New(rand.NewPCG(3, 4))

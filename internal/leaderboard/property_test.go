@@ -354,11 +354,11 @@ func checkAgainstModel(t *rapid.T, p *Projection, evs []hunt.Event, regionLen in
 		if got, want := b.appendRange(nil, 1, b.len()), sortedModel(model[k]); !slices.Equal(got, want) {
 			t.Fatalf("watermarks %v: board %v = %v; want %v", wm, k, got, want)
 		}
-		if len(b.nodes) != b.len() {
-			t.Fatalf("board %v: %d ranked, %d in its map", k, b.len(), len(b.nodes))
+		if len(b.byPlayer) != b.len() {
+			t.Fatalf("board %v: %d ranked, %d in its map", k, b.len(), len(b.byPlayer))
 		}
 		checkTree(t, &b.tree)
-		for pl, x := range b.nodes {
+		for pl, x := range b.byPlayer {
 			if _, staged := stagedAt(x); staged {
 				t.Fatalf("board %v: player %s still marked staged (score %d)", k, pl, x.score)
 			}

@@ -111,7 +111,7 @@ func (p *Projection) materialiseLocked(h hunt.HuntID, region string) {
 	b := newBoard()
 	for _, c := range cells {
 		for id, s := range c.scores {
-			x, ok := b.nodes[id]
+			x, ok := b.byPlayer[id]
 			if !ok {
 				x = p.mu.stage.newEntry()
 				b.enter(x, id)
@@ -119,7 +119,7 @@ func (p *Projection) materialiseLocked(h hunt.HuntID, region string) {
 			x.score += s
 		}
 	}
-	for _, x := range b.nodes {
+	for _, x := range b.byPlayer {
 		b.tree.insert(x)
 	}
 	for _, c := range cells {

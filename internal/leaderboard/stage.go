@@ -25,7 +25,7 @@ type move struct {
 	x     *entry
 	score int64 // x's score before the set (0 for a fresh x)
 	delta int64
-	fresh bool // x is new on b: in b.nodes already, linked by flush
+	fresh bool // x is new on b: in b.byPlayer already, linked by flush
 }
 
 // stager holds a set being staged. It is guarded by the Projection's write
@@ -87,7 +87,7 @@ func (p *Projection) stageLocked(g *grant) {
 		if b == nil {
 			continue // not materialised: the cell's sum below is enough
 		}
-		x, ok := b.nodes[g.player]
+		x, ok := b.byPlayer[g.player]
 		if !ok {
 			if !own {
 				id, own = hunt.PlayerID(strings.Clone(string(g.player))), true
