@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cairnhq/cairn/internal/engine/embedded"
 	"github.com/cairnhq/cairn/internal/engine/redis"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/node"
@@ -29,6 +31,7 @@ type serveFlags struct {
 
 	pprofAddr     string
 	gcPercent     int
+	idemWindow    time.Duration
 	memLimitMiB   int64
 	redisPool     int
 	redisMode     string
@@ -57,6 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.partitions, "partitions", 0, "log partitions, fixed when a store is created (0: 64, or what an existing embedded store has)")
 	fs.BoolVar(&f.demo, "demo", false, "create a demo hunt around Paris and print how to claim a ticket")
 	fs.Int64Var(&f.diskFreeMinMiB, "disk-free-min-mib", 256, "embedded: refuse writes (503) while the store's disk has less free space than this, in MiB; -1 = never")
+	fs.DurationVar(&f.idemWindow, "idempotency-window", embedded.IdempotencyWindowDefault, "embedded: how long a decided Idempotency-Key is honoured (retries replay); past it the key is a new request")
 	fs.IntVar(&f.gcPercent, "gc-percent", -1, "Go GC target percent (-1: GOGC if set, else 400; a soft memory limit keeps it safe)")
 	fs.Int64Var(&f.memLimitMiB, "memory-limit-mib", -1, "Go soft memory limit in MiB (-1: GOMEMLIMIT if set, else 75% of the cgroup's or the machine's memory; 0 = none)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address; off when empty")
@@ -72,6 +76,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve /v1/admin/* (and the probes) on this address only, not on --addr; empty = together")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if f.idemWindow < time.Second {
+		return fmt.Errorf("--idempotency-window %v: want at least 1s", f.idemWindow)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

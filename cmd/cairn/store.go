@@ -21,6 +21,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 		return embedded.Open(embedded.Config{
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
 			FaultHook: f.faultHook, DiskFreeMinBytes: diskFreeMinBytes(f.diskFreeMinMiB),
+			IdempotencyWindow: f.idemWindow,
 		})
 	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://"):
 		var direct bool

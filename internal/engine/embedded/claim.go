@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
@@ -47,8 +48,11 @@ func (e *Engine) Spend(ctx context.Context, req *hunt.SpendRequest) (hunt.SpendR
 // submit applies the idempotency rules, then offers r to p and waits for its decision.
 func (e *Engine) submit(ctx context.Context, p *partition, r *request, fp uint64, kind hunt.EventKind) (hunt.Event, bool, error) {
 	fresh := &entry{fp: fp, kind: kind, done: make(chan struct{})}
-	en, inserted := e.idem.getOrInsert(r.key, fresh)
-	if !inserted {
+	en, found, err := e.idem.reserve(r.key, fresh, e.now())
+	if err != nil {
+		return hunt.Event{}, false, fmt.Errorf("%w: %v", engine.ErrUnavailable, err)
+	}
+	if found {
 		if en.fp != fp || en.kind != kind {
 			return hunt.Event{}, false, hunt.ErrKeyReused
 		}

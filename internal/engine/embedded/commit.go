@@ -25,7 +25,7 @@ type pending struct {
 	// (engine failed, disk low): nothing to write, every request gets err.
 	err error
 
-	key, val, lkey []byte // encoding scratch
+	key, val, lkey, ikey, ival []byte // encoding scratch
 }
 
 func newPending(p *partition) *pending {
@@ -37,6 +37,10 @@ func (pd *pending) write(ev *hunt.Event) {
 	pd.key = eventKey(pd.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)
 	pd.val = hunt.AppendEvent(pd.val[:0], ev)
 	pd.batch.Set(pd.key, pd.val, nil)
+	idem := &pd.p.e.idem
+	pd.ikey = idemRecordKey(pd.ikey[:0], idem.bucketOf(ev.At), idemKey{ev.Player, ev.Key})
+	pd.ival = idemRecordValue(pd.ival[:0], ev.Epoch)
+	pd.batch.Set(pd.ikey, pd.ival, nil)
 	if ev.Credit() != 0 {
 		pd.lkey = ledgerKey(pd.lkey[:0], ev)
 		pd.batch.Set(pd.lkey, pd.key, nil)
@@ -265,6 +269,7 @@ func (c *committer) finish(pd *pending, err error) {
 			e.shedUnavailable.Inc()
 		default:
 			e.metrics.Outcome(r.entry.event.Outcome).Inc()
+			e.idem.decided(r.key, r.entry) // durable: from now on a retry finds it in memory or on disk
 			close(r.entry.done)
 		}
 	}

@@ -67,6 +67,17 @@ type Config struct {
 	// early is what keeps a full disk an outage instead of a crash loop.
 	// Zero means DiskFreeMinDefault; negative turns the check off.
 	DiskFreeMinBytes int64
+	// IdempotencyWindow is how long a decided (player, Idempotency-Key) is
+	// honoured: a retry within it gets the first decision back; past it the
+	// key is a new request (default IdempotencyWindowDefault).
+	IdempotencyWindow time.Duration
+	// IdemCacheLenMax bounds the decided idempotency records kept in memory;
+	// older ones are read from the store (default IdemCacheLenDefault).
+	IdemCacheLenMax int
+	// IdemKeysExpected sizes the idempotency Bloom filters: keys decided per
+	// window (default IdemKeysExpectedDefault; about 1.2 bytes per key each
+	// of two filters at a 1% false-positive rate).
+	IdemKeysExpected int
 	// Clock gives the time of decisions, read once per batch (default time.Now).
 	Clock func() time.Time
 	// Logger receives lifecycle and failure logs, never per-request ones (default: discard).
@@ -96,6 +107,15 @@ func (c Config) Validate() error {
 	if c.InboxLenMax < 0 || c.InboxLenMax > InboxLenLimit {
 		bad("inbox length %d not in [1, %d] (0 = default)", c.InboxLenMax, InboxLenLimit)
 	}
+	if c.IdempotencyWindow < 0 || (c.IdempotencyWindow > 0 && c.IdempotencyWindow < time.Second) {
+		bad("idempotency window %v not at least 1s (0 = default)", c.IdempotencyWindow)
+	}
+	if c.IdemCacheLenMax < 0 || c.IdemCacheLenMax > 1<<24 {
+		bad("idempotency cache length %d not in [1, %d] (0 = default)", c.IdemCacheLenMax, 1<<24)
+	}
+	if c.IdemKeysExpected < 0 || c.IdemKeysExpected > 1<<30 {
+		bad("idempotency keys expected %d not in [1, %d] (0 = default)", c.IdemKeysExpected, 1<<30)
+	}
 	if c.PipelineDepth < 0 || c.PipelineDepth > PipelineDepthLimit {
 		bad("pipeline depth %d not in [1, %d] (0 = default)", c.PipelineDepth, PipelineDepthLimit)
 	}
@@ -109,6 +129,9 @@ func (c Config) Validate() error {
 // are settled against the store's meta record in Open.
 func (c Config) withDefaults() Config {
 	c.InboxLenMax = cmp.Or(c.InboxLenMax, InboxLenDefault)
+	c.IdempotencyWindow = cmp.Or(c.IdempotencyWindow, IdempotencyWindowDefault)
+	c.IdemCacheLenMax = cmp.Or(c.IdemCacheLenMax, IdemCacheLenDefault)
+	c.IdemKeysExpected = cmp.Or(c.IdemKeysExpected, IdemKeysExpectedDefault)
 	c.PipelineDepth = cmp.Or(c.PipelineDepth, PipelineDepthDefault)
 	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenDefault)
 	c.DiskFreeMinBytes = cmp.Or(c.DiskFreeMinBytes, DiskFreeMinDefault)

@@ -93,7 +93,6 @@ type Engine struct {
 	pos     posIndex
 	wallets walletIndex
 
-	closedCh        chan struct{} // closed at Open: the done channel of every replayed entry
 	shedOverloaded  prometheus.Counter
 	shedUnavailable prometheus.Counter
 
@@ -147,13 +146,12 @@ func Open(cfg Config) (*Engine, error) {
 	cfg.Partitions, cfg.PrefixLen = m.Partitions, m.PrefixLen
 	e := &Engine{
 		cfg: cfg, prefixLen: m.PrefixLen, db: db, log: cfg.Logger, metrics: cfg.Metrics,
-		closedCh:        make(chan struct{}),
 		failCh:          make(chan struct{}),
 		shedOverloaded:  cfg.Metrics.Shed.WithLabelValues("overloaded"),
 		shedUnavailable: cfg.Metrics.Shed.WithLabelValues("unavailable"),
 	}
-	close(e.closedCh)
 	e.diskMin.Store(cfg.DiskFreeMinBytes)
+	e.idem.init(db, cfg.IdempotencyWindow, cfg.IdemCacheLenMax, cfg.IdemKeysExpected)
 	empty := map[hunt.HuntID]*huntEntry{}
 	e.hunts.snap.Store(&empty)
 	gauges := telemetry.PartitionGauges(cfg.Metrics.InboxDepth, m.Partitions)
@@ -248,6 +246,13 @@ func (e *Engine) writable() error {
 	return nil
 }
 
+// expireIdem drops the idempotency records older than the window.
+func (e *Engine) expireIdem() {
+	if err := e.idem.expire(e.now()); err != nil {
+		e.log.Error("dropping expired idempotency records failed; retrying later", "err", err)
+	}
+}
+
 // Partitions is the number of log partitions.
 func (e *Engine) Partitions() int { return len(e.parts) }
 
@@ -304,6 +309,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Measure free space while idle too, so Ready recovers without traffic.
 	diskTick := time.NewTicker(time.Second)
 	defer diskTick.Stop()
+	// Drop idempotency records past the window a few times per window.
+	expireTick := time.NewTicker(max(e.cfg.IdempotencyWindow/8, time.Second))
+	defer expireTick.Stop()
+	e.expireIdem()
 wait:
 	for {
 		select {
@@ -313,6 +322,8 @@ wait:
 			break wait
 		case <-diskTick.C:
 			e.checkDisk()
+		case <-expireTick.C:
+			e.expireIdem()
 		}
 	}
 	// Close the gates first: once every gate is closed no request can enter

@@ -244,13 +244,6 @@ func dumpState(e *Engine) string {
 			add("position %s/%s %v,%v at %d epoch %v", k.player, k.hunt, p.lat, p.lon, p.at.UnixNano(), p.epoch)
 		}
 	}
-	for i := range e.idem.shards {
-		sh := &e.idem.shards[i]
-		for k, en := range sh.m {
-			ev := en.event
-			add("idem %s/%s fp %x kind %d err %v event %+v at %d", k.player, k.key, en.fp, en.kind, en.err, ev, ev.At.UnixNano())
-		}
-	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }

@@ -250,60 +250,6 @@ func (r *huntRegistry) list() []*huntEntry {
 	return out
 }
 
-// ---- idempotency ----
-
-type idemKey struct {
-	player hunt.PlayerID
-	key    string
-}
-
-// entry is the idempotency record of (player, key): in flight until done is
-// closed, then event (or err, for a request that never committed) is final.
-// Fields other than done are written before close(done) and read after it.
-type entry struct {
-	fp    uint64
-	kind  hunt.EventKind
-	done  chan struct{}
-	event hunt.Event
-	err   error
-}
-
-type idemShard struct {
-	mu sync.Mutex
-	m  map[idemKey]*entry
-}
-
-type idemIndex struct{ shards [shardCount]idemShard }
-
-func (x *idemIndex) shard(k idemKey) *idemShard {
-	return &x.shards[fnv32(fnv32(fnv32Offset, string(k.player)), k.key)%shardCount]
-}
-
-// getOrInsert returns the existing entry of k, or inserts fresh and returns it with inserted set.
-func (x *idemIndex) getOrInsert(k idemKey, fresh *entry) (e *entry, inserted bool) {
-	sh := x.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if old := sh.m[k]; old != nil {
-		return old, false
-	}
-	if sh.m == nil {
-		sh.m = make(map[idemKey]*entry)
-	}
-	sh.m[k] = fresh
-	return fresh, true
-}
-
-// remove forgets k if it still maps to en (a request that never committed).
-func (x *idemIndex) remove(k idemKey, en *entry) {
-	sh := x.shard(k)
-	sh.mu.Lock()
-	if sh.m[k] == en {
-		delete(sh.m, k)
-	}
-	sh.mu.Unlock()
-}
-
 // ---- last positions ----
 
 type posKey struct {

@@ -20,12 +20,15 @@ package embedded
 //	l/<player> 0x00 <unix ms u64 BE><partition u32 BE><seq u64 BE>
 //	                                        ledger index: the value is the event's e/ key; one per
 //	                                        event with a wallet effect (Event.Credit() != 0)
+//	i/<bucket u64 BE><player> 0x00 <key>    idempotency record: the value is the decided event's
+//	                                        <partition u32 BE><seq u64 BE>; bucket = decision unix ms /
+//	                                        window ms (idem.go)
 //
-// s/, e/ and l/ keys are written only by partition writers, inside the one
-// synced batch that records the decisions they belong to, so a batch is
-// either wholly on disk or not at all. Idempotency records, granted counts,
-// claimer sets, wallets and last positions are not stored: they are a fold
-// of the e/ keys (I7) rebuilt by Open.
+// s/, e/, l/ and i/ keys are written only through the committer, inside the
+// one synced write that records the decisions they belong to, so a batch is
+// either wholly on disk or not at all. Granted counts, claimer sets, wallets
+// and last positions are not stored: they are a fold of the e/ keys (I7)
+// rebuilt by Open. Idempotency records are kept on disk for their window.
 //
 // A hotspot keeps the partition it was first imported into, stored in its
 // definition, even if a later import moves it: one writer owns its tickets
@@ -266,6 +269,9 @@ func (e *Engine) load() error {
 			return err
 		}
 	}
+	if err := e.idem.loadIdem(e.now()); err != nil {
+		return err
+	}
 	// Cheap whole-state checks: a store that breaks I1 or I4 is corrupt,
 	// and serving from it would spread the damage.
 	var bad error
@@ -364,11 +370,6 @@ func (e *Engine) replay(p *partition) error {
 		want = eventKey(want[:0], ev.Epoch.Partition, ev.Epoch.Seq)
 		if len(k) != eventKeyLen || !bytes.Equal(k, want) {
 			return fmt.Errorf("%w: key %x holds event %v", ErrCorrupt, k, ev.Epoch)
-		}
-		// The idempotency record the live caller would have made, already decided.
-		en := &entry{fp: ev.Fingerprint, kind: ev.Kind, done: e.closedCh, event: ev}
-		if _, inserted := e.idem.getOrInsert(idemKey{player: ev.Player, key: ev.Key}, en); !inserted {
-			return fmt.Errorf("%w: key %x: idempotency key recorded twice", ErrCorrupt, k)
 		}
 		var s *slot
 		if ev.Kind == hunt.KindClaimCompleted {
