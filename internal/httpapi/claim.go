@@ -21,24 +21,57 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 
 // answerClaim does the claim's work; claim times it.
 func (s *Server) answerClaim(w http.ResponseWriter, r *http.Request) {
+	var huntID, spotID string
+	s.decide(w, r, func() error {
+		var okH, okS bool
+		huntID, okH = pathID(r, "hunt")
+		spotID, okS = pathID(r, "id")
+		if !okH {
+			return hunt.ErrUnknownHunt
+		}
+		if !okS {
+			return hunt.ErrUnknownHotspot
+		}
+		return nil
+	}, func(player hunt.PlayerID, key string, body []byte) ([]byte, int, bool, error) {
+		lat, lon, err := jsonwire.DecodeClaim(body)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		req := hunt.ClaimRequest{
+			Player: player, Key: key, Hunt: hunt.HuntID(huntID), Hotspot: hunt.HotspotID(spotID), Lat: lat, Lon: lon,
+		}
+		// The engine checks req (hunt.ClaimRequest.Check) once, for every caller.
+		res, err := s.eng.Claim(r.Context(), &req)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		out, status, ok := renderClaim(body[:0], &res.Event)
+		if !ok {
+			return out, 0, false, fmt.Errorf("engine answered a claim with event kind %d outcome %v", res.Event.Kind, res.Event.Outcome)
+		}
+		return out, status, res.Replayed, nil
+	})
+}
+
+// decide is the shape claims and spends share: authenticate, read the
+// Idempotency-Key, run check (path parameters; may be nil), read the body
+// into a pooled buffer, then run do, which decodes the body, asks the engine
+// and renders the answer over the body's buffer. Every error is answered
+// from the problem table.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, check func() error,
+	do func(player hunt.PlayerID, key string, body []byte) (out []byte, status int, replayed bool, err error)) {
 	player, err := s.auth.player(r)
 	if err != nil {
 		s.writeError(w, r, err, nil)
 		return
 	}
 	key, err := idempotencyKey(r)
+	if err == nil && check != nil {
+		err = check()
+	}
 	if err != nil {
 		s.writeError(w, r, err, nil)
-		return
-	}
-	huntID, okH := pathID(r, "hunt")
-	spotID, okS := pathID(r, "id")
-	if !okH {
-		s.writeError(w, r, hunt.ErrUnknownHunt, nil)
-		return
-	}
-	if !okS {
-		s.writeError(w, r, hunt.ErrUnknownHotspot, nil)
 		return
 	}
 	bp := s.buf()
@@ -49,27 +82,15 @@ func (s *Server) answerClaim(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, nil)
 		return
 	}
-	lat, lon, err := jsonwire.DecodeClaim(body)
+	out, status, replayed, err := do(player, key, body)
+	if out != nil {
+		*bp = out
+	}
 	if err != nil {
 		s.writeError(w, r, err, nil)
 		return
 	}
-	req := hunt.ClaimRequest{
-		Player: player, Key: key, Hunt: hunt.HuntID(huntID), Hotspot: hunt.HotspotID(spotID), Lat: lat, Lon: lon,
-	}
-	// The engine checks req (hunt.ClaimRequest.Check) once, for every caller.
-	res, err := s.eng.Claim(r.Context(), &req)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	out, status, ok := renderClaim(body[:0], &res.Event)
-	*bp = out
-	if !ok {
-		s.writeError(w, r, fmt.Errorf("engine answered a claim with event kind %d outcome %v", res.Event.Kind, res.Event.Outcome), nil)
-		return
-	}
-	s.writeDecision(w, status, res.Replayed, out)
+	s.writeDecision(w, status, replayed, out)
 }
 
 // writeDecision writes a rendered claim or spend answer.

@@ -19,42 +19,22 @@ func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
 
 // answerSpend does the spend's work; spend times it.
 func (s *Server) answerSpend(w http.ResponseWriter, r *http.Request) {
-	player, err := s.auth.player(r)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	key, err := idempotencyKey(r)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	bp := s.buf()
-	defer s.put(bp)
-	body, err := readBody(w, r, s.cfg.BodyLenMax, (*bp)[:0])
-	*bp = body
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	amount, reason, err := jsonwire.DecodeSpend(body)
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	req := hunt.SpendRequest{Player: player, Key: key, Amount: amount, Reason: reason}
-	res, err := s.eng.Spend(r.Context(), &req) // checked by the engine, as claims are
-	if err != nil {
-		s.writeError(w, r, err, nil)
-		return
-	}
-	out, status, ok := renderSpend(body[:0], &res.Event)
-	*bp = out
-	if !ok {
-		s.writeError(w, r, fmt.Errorf("engine answered a spend with event kind %d outcome %v", res.Event.Kind, res.Event.Outcome), nil)
-		return
-	}
-	s.writeDecision(w, status, res.Replayed, out)
+	s.decide(w, r, nil, func(player hunt.PlayerID, key string, body []byte) ([]byte, int, bool, error) {
+		amount, reason, err := jsonwire.DecodeSpend(body)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		req := hunt.SpendRequest{Player: player, Key: key, Amount: amount, Reason: reason}
+		res, err := s.eng.Spend(r.Context(), &req) // checked by the engine, as claims are
+		if err != nil {
+			return nil, 0, false, err
+		}
+		out, status, ok := renderSpend(body[:0], &res.Event)
+		if !ok {
+			return out, 0, false, fmt.Errorf("engine answered a spend with event kind %d outcome %v", res.Event.Kind, res.Event.Outcome)
+		}
+		return out, status, res.Replayed, nil
+	})
 }
 
 // wallet answers GET /v1/wallet?after=. The engines credit a wallet before
