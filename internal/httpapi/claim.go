@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairnhq/cairn/internal/hunt"
 	"github.com/cairnhq/cairn/internal/jsonwire"
 )
@@ -14,15 +16,8 @@ import (
 // the answer from the recorded event. This is the hot path: one pooled
 // buffer holds the body and then the answer, and nothing formats strings.
 func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	s.answerClaim(w, r)
-	s.claimLatency.Observe(time.Since(start).Seconds())
-}
-
-// answerClaim does the claim's work; claim times it.
-func (s *Server) answerClaim(w http.ResponseWriter, r *http.Request) {
 	var huntID, spotID string
-	s.decide(w, r, func() error {
+	s.decide(w, r, s.claimLatency, func() error {
 		var okH, okS bool
 		huntID, okH = pathID(r, "hunt")
 		spotID, okS = pathID(r, "id")
@@ -54,13 +49,15 @@ func (s *Server) answerClaim(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// decide is the shape claims and spends share: authenticate, read the
+// decide is the shape claims and spends share, timed into latency: authenticate, read the
 // Idempotency-Key, run check (path parameters; may be nil), read the body
 // into a pooled buffer, then run do, which decodes the body, asks the engine
 // and renders the answer over the body's buffer. Every error is answered
 // from the problem table.
-func (s *Server) decide(w http.ResponseWriter, r *http.Request, check func() error,
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, latency prometheus.Observer, check func() error,
 	do func(player hunt.PlayerID, key string, body []byte) (out []byte, status int, replayed bool, err error)) {
+	start := time.Now()
+	defer func() { latency.Observe(time.Since(start).Seconds()) }()
 	player, err := s.auth.player(r)
 	if err != nil {
 		s.writeError(w, r, err, nil)

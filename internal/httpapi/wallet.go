@@ -3,7 +3,6 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
@@ -12,14 +11,7 @@ import (
 
 // spend answers POST /v1/wallet/spend (see claim).
 func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	s.answerSpend(w, r)
-	s.spendLatency.Observe(time.Since(start).Seconds())
-}
-
-// answerSpend does the spend's work; spend times it.
-func (s *Server) answerSpend(w http.ResponseWriter, r *http.Request) {
-	s.decide(w, r, nil, func(player hunt.PlayerID, key string, body []byte) ([]byte, int, bool, error) {
+	s.decide(w, r, s.spendLatency, nil, func(player hunt.PlayerID, key string, body []byte) ([]byte, int, bool, error) {
 		amount, reason, err := jsonwire.DecodeSpend(body)
 		if err != nil {
 			return nil, 0, false, err
