@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,21 +131,21 @@ type Config struct {
 
 // Validate fills the defaults and checks every field, joining every problem.
 func (c *Config) Validate() error {
-	setDefault(&c.BodyLenMax, BodyLenMaxDefault)
-	setDefault(&c.ImportBodyLenMax, ImportBodyLenMaxDefault)
-	setDefault(&c.ImportTimeout, ImportTimeoutDefault)
-	setDefault(&c.RequestTimeout, RequestTimeoutDefault)
-	setDefault(&c.AfterWaitMax, AfterWaitMaxDefault)
-	setDefault(&c.SubscribersMax, SubscribersMaxDefault)
-	setDefault(&c.SubscriberLagMax, SubscriberLagMaxDefault)
-	setDefault(&c.HeartbeatEvery, HeartbeatEveryDefault)
-	setDefault(&c.RegionLenMax, RegionLenMaxDefault)
-	setDefault(&c.ClaimRate, ClaimRateDefault)
-	setDefault(&c.ClaimBurst, ClaimBurstDefault)
+	c.BodyLenMax = cmp.Or(c.BodyLenMax, BodyLenMaxDefault)
+	c.ImportBodyLenMax = cmp.Or(c.ImportBodyLenMax, ImportBodyLenMaxDefault)
+	c.ImportTimeout = cmp.Or(c.ImportTimeout, ImportTimeoutDefault)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
+	c.AfterWaitMax = cmp.Or(c.AfterWaitMax, AfterWaitMaxDefault)
+	c.SubscribersMax = cmp.Or(c.SubscribersMax, SubscribersMaxDefault)
+	c.SubscriberLagMax = cmp.Or(c.SubscriberLagMax, SubscriberLagMaxDefault)
+	c.HeartbeatEvery = cmp.Or(c.HeartbeatEvery, HeartbeatEveryDefault)
+	c.RegionLenMax = cmp.Or(c.RegionLenMax, RegionLenMaxDefault)
+	c.ClaimRate = cmp.Or(c.ClaimRate, ClaimRateDefault)
+	c.ClaimBurst = cmp.Or(c.ClaimBurst, ClaimBurstDefault)
 	if c.IPRate > 0 && c.IPRate <= limitRateMax && c.IPBurst == 0 {
 		c.IPBurst = max(1, int(math.Ceil(2*c.IPRate)))
 	}
-	setDefault(&c.LimitKeysMax, LimitKeysMaxDefault)
+	c.LimitKeysMax = cmp.Or(c.LimitKeysMax, LimitKeysMaxDefault)
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
@@ -191,13 +192,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // Server serves API v1. It is safe for concurrent use.

@@ -101,6 +101,7 @@
 package leaderboard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -229,12 +230,8 @@ func New(opts Options) (*Projection, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.RegionLenMax == 0 {
-		opts.RegionLenMax = RegionLenDefault
-	}
-	if opts.InboxLenMax == 0 {
-		opts.InboxLenMax = InboxLenDefault
-	}
+	opts.RegionLenMax = cmp.Or(opts.RegionLenMax, RegionLenDefault)
+	opts.InboxLenMax = cmp.Or(opts.InboxLenMax, InboxLenDefault)
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
