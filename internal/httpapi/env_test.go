@@ -71,12 +71,8 @@ func newEnv(t testing.TB, opt envOption) *testEnv {
 	if err != nil {
 		t.Fatalf("embedded.Open: %v", err)
 	}
-	board, err := leaderboard.New(leaderboard.Options{Partitions: eng.Partitions(), Metrics: metrics})
-	if err != nil {
-		t.Fatalf("leaderboard.New: %v", err)
-	}
 	cfg := Config{
-		Engine: eng, Board: board, Secret: []byte(testSecret), AdminToken: testAdmin,
+		Engine: eng, Secret: []byte(testSecret), AdminToken: testAdmin,
 		Metrics: metrics, Registry: reg,
 		// Most tests send many requests as one player; the per-player limit,
 		// on in production, is off here unless a test (abuse_test.go) sets
@@ -86,15 +82,12 @@ func newEnv(t testing.TB, opt envOption) *testEnv {
 	if opt.api != nil {
 		opt.api(&cfg)
 	}
-	api, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	eng.Subscribe(board)
-	eng.Subscribe(api.Feed())
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := board.Rebuild(ctx, eng); err != nil {
-		t.Fatalf("Rebuild: %v", err)
+	// The stack is built the way every node is (Assemble, which
+	// internal/node and so cmd/cairn serve use too).
+	board, api, err := Assemble(ctx, eng, leaderboard.Options{}, cfg)
+	if err != nil {
+		t.Fatalf("Assemble: %v", err)
 	}
 	engDone, boardDone := make(chan error, 1), make(chan error, 1)
 	go func() { engDone <- eng.Run(ctx) }()

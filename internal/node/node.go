@@ -111,33 +111,22 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	eng, log := cfg.Engine, cfg.Logger
 
-	bo := cfg.Board
-	bo.Partitions, bo.Logger, bo.Metrics = eng.Partitions(), log, cfg.Metrics
-	board, err := leaderboard.New(bo)
-	if err != nil {
-		return nil, err
-	}
-	eng.Subscribe(board)
-
 	ac := cfg.API
-	ac.Engine, ac.Board = eng, board
 	ac.Logger, ac.Metrics, ac.Registry = log, cfg.Metrics, cfg.Registry
 	ac.AdminSeparate = ac.AdminSeparate || cfg.AdminAddr != ""
+	bo := cfg.Board
+	bo.Logger, bo.Metrics = log, cfg.Metrics
+	var board *leaderboard.Projection
 	if ac.Audit == nil {
 		ac.Audit = func(ctx context.Context) (any, bool, error) {
 			r, err := audit.Check(ctx, eng, board)
 			return r, r.OK, err
 		}
 	}
-	api, err := httpapi.New(ac)
+	start := time.Now()
+	board, api, err := httpapi.Assemble(ctx, eng, bo, ac)
 	if err != nil {
 		return nil, err
-	}
-	eng.Subscribe(api.Feed())
-
-	start := time.Now()
-	if err := board.Rebuild(ctx, eng); err != nil {
-		return nil, fmt.Errorf("rebuilding the leaderboard: %w", err)
 	}
 	log.Info("leaderboard rebuilt from the log", "took", time.Since(start).Round(time.Millisecond))
 
