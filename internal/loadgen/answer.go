@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // answer holds the fields of a Cairn response body the generator looks at.
@@ -28,6 +29,46 @@ type answer struct {
 // object leaves a as far as it got: a status with an unreadable body is
 // still a status. It never panics, and nesting costs no stack.
 func scanAnswer(body []byte, a *answer, wantToken bool) {
+	eachMember(body, func(key, val []byte) {
+		switch string(key) {
+		case "outcome":
+			a.Outcome = stringMember(val, true)
+		case "code":
+			a.Code = stringMember(val, true)
+		case "type":
+			a.Type = stringMember(val, true)
+		case "consistency_token":
+			if wantToken {
+				a.ConsistencyToken = stringMember(val, false)
+			}
+		case "staleness_ms":
+			f, err := strconv.ParseFloat(string(val), 64)
+			a.StalenessMS, a.HasStaleness = f, err == nil
+		}
+	})
+}
+
+// eventAt is the decision time ("at", RFC 3339) of a live-feed event's data.
+func eventAt(data []byte) (at time.Time, ok bool) {
+	eachMember(data, func(key, val []byte) {
+		if string(key) != "at" {
+			return
+		}
+		v, isStr := (&jsonScan{b: val}).strValue()
+		if !isStr {
+			at, ok = time.Time{}, false
+			return
+		}
+		t, err := time.Parse(time.RFC3339Nano, string(v))
+		at, ok = t, err == nil
+	})
+	return at, ok
+}
+
+// eachMember calls fn with the name (escapes decoded) and the raw value of
+// every top-level member of a JSON object, in order, until the end of the
+// object or the first thing that is not a member.
+func eachMember(body []byte, fn func(key, val []byte)) {
 	s := jsonScan{b: body}
 	s.space()
 	if !s.byte('{') {
@@ -52,27 +93,11 @@ func scanAnswer(body []byte, a *answer, wantToken bool) {
 		if !s.skip() {
 			return
 		}
-		val := s.b[start:s.i]
-		switch string(key) {
-		case "outcome":
-			a.Outcome = stringMember(val, true)
-		case "code":
-			a.Code = stringMember(val, true)
-		case "type":
-			a.Type = stringMember(val, true)
-		case "consistency_token":
-			if wantToken {
-				a.ConsistencyToken = stringMember(val, false)
-			}
-		case "staleness_ms":
-			f, err := strconv.ParseFloat(string(val), 64)
-			a.StalenessMS, a.HasStaleness = f, err == nil
-		}
+		fn(key, s.b[start:s.i])
 		s.space()
-		if s.byte(',') {
-			continue
+		if !s.byte(',') {
+			return // '}' or garbage: either way, done
 		}
-		return // '}' or garbage: either way, done
 	}
 }
 

@@ -159,6 +159,29 @@ func (c *client) do(rq *request) (response, answer) {
 	return resp, a
 }
 
+// openStream opens a long-lived GET (the SSE feed) and returns its status
+// and body; end must be called when done. It ends with ctx.
+func (c *client) openStream(ctx context.Context, rq *request) (status int, body io.Reader, end func(), err error) {
+	if c.raw != nil {
+		return c.raw.openStream(ctx, rq)
+	}
+	req, err := http.NewRequestWithContext(ctx, rq.method, c.base+rq.path, nil)
+	if err != nil {
+		return 0, nil, func() {}, err
+	}
+	if v, ok := bytes.CutPrefix(rq.auth, []byte("Authorization: ")); ok {
+		req.Header.Set("Authorization", string(bytes.TrimSpace(v)))
+	}
+	if rq.accept != "" {
+		req.Header.Set("Accept", rq.accept)
+	}
+	resp, err := c.streams.Do(req)
+	if err != nil {
+		return 0, nil, func() {}, err
+	}
+	return resp.StatusCode, resp.Body, func() { resp.Body.Close() }, nil
+}
+
 // sendHTTP performs one exchange through net/http (https targets) and
 // reads the whole (bounded) body.
 func (c *client) sendHTTP(rq *request) response {

@@ -17,7 +17,12 @@
 // audit (GET /v1/admin/audit); its verdict is part of the Result.
 //
 // The package talks to Cairn only over HTTP; it mints player tokens itself
-// (HS256, CAIRN_SECRET) and sets its hunt up with the admin token.
+// (HS256, CAIRN_SECRET) and sets its hunt up with the admin token. The load
+// itself goes through a client of its own (rawhttp.go: keep-alive
+// connections, requests pre-rendered into a reused buffer, only the status
+// line, a few headers and the needed body members parsed), so that the
+// generator costs well under the server it measures on a shared machine;
+// setup, the audit and the SSE streams use net/http.
 //
 // Concurrency: Run owns every goroutine it starts (one per request in
 // flight, SSE subscribers, the progress line) and waits for all of them

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httputil"
 	"slices"
 	"strconv"
 	"sync"
@@ -212,6 +213,42 @@ func (cn *rawConn) write(p []byte) error {
 	return err
 }
 
+// openStream sends a GET whose answer is read as it comes (the SSE feed),
+// on a connection of its own with no deadline, and returns the status and
+// the body. The stream ends when ctx ends, the client is aborted, or end
+// is called; end must be called in every case.
+func (c *rawClient) openStream(ctx context.Context, rq *request) (status int, body io.Reader, end func(), err error) {
+	cn, err := c.get(true)
+	if err != nil {
+		return 0, nil, func() {}, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = cn.nc.SetDeadline(time.Unix(1, 0)) })
+	end = func() { stop(); c.put(cn, false) }
+	if cn.wbuf, err = c.render(cn.wbuf[:0], rq); err == nil {
+		err = cn.write(cn.wbuf)
+	}
+	var a rawAnswer
+	var fr framing
+	if err == nil {
+		a, fr, err = readHead(cn.br)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return 0, nil, end, err
+	}
+	switch {
+	case fr.chunked:
+		body = httputil.NewChunkedReader(cn.br)
+	case fr.contentLen >= 0:
+		body = io.LimitReader(cn.br, fr.contentLen)
+	default:
+		body = cn.br
+	}
+	return a.status, body, end, nil
+}
+
 // rawAnswer is one answer as the raw client read it. body aliases the
 // connection's buffer: it is valid until the connection is put back.
 type rawAnswer struct {
@@ -294,7 +331,7 @@ func staleOr(err error) error {
 // for bytes that would break the request line or a header (CR, LF, spaces,
 // controls); the per-player Authorization block was checked when built.
 func (c *rawClient) render(b []byte, rq *request) ([]byte, error) {
-	if !methodOK(rq.method) || !pathOK(rq.path) || !pathOK(rq.key) {
+	if !methodOK(rq.method) || !pathOK(rq.path) || !pathOK(rq.key) || !pathOK(rq.accept) {
 		return b, fmt.Errorf("request %s %q key %q: not a valid request line or header", rq.method, rq.path, rq.key)
 	}
 	b = append(b, rq.method...)
@@ -304,6 +341,11 @@ func (c *rawClient) render(b []byte, rq *request) ([]byte, error) {
 	b = append(b, " HTTP/1.1\r\n"...)
 	b = append(b, c.host...)
 	b = append(b, rq.auth...)
+	if rq.accept != "" {
+		b = append(b, "Accept: "...)
+		b = append(b, rq.accept...)
+		b = append(b, "\r\n"...)
+	}
 	if rq.key != "" {
 		b = append(b, "Idempotency-Key: "...)
 		b = append(b, rq.key...)
@@ -357,73 +399,19 @@ func authBlock(token string) []byte {
 // the next one unless rawAnswer.close says otherwise. A body longer than
 // bodyLenMax is cut there and the connection closed.
 func readResponse(br *bufio.Reader, head bool, buf []byte) (rawAnswer, []byte, error) {
-	var a rawAnswer
-	var contentLen int64 = -1
-	var chunked bool
-	for informational := 0; ; informational++ {
-		line, err := readLine(br)
-		if err != nil {
-			return a, buf, err
-		}
-		var http10 bool
-		a.status, http10, err = parseStatusLine(line)
-		if err != nil {
-			return a, buf, err
-		}
-		a.close = http10
-		contentLen, chunked, a.replayed = -1, false, false
-		for n := 0; ; n++ {
-			if n == rawHeaderLines {
-				return a, buf, malformed("more than %d header lines", rawHeaderLines)
-			}
-			line, err := readLine(br)
-			if err != nil {
-				return a, buf, err
-			}
-			if len(line) == 0 {
-				break
-			}
-			name, value, ok := bytes.Cut(line, []byte(":"))
-			if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
-				return a, buf, malformed("header line %.40q", line)
-			}
-			value = bytes.TrimSpace(value)
-			switch {
-			case bytes.EqualFold(name, []byte("Content-Length")):
-				n, ok := parseLen(value)
-				if !ok || (contentLen >= 0 && n != contentLen) {
-					return a, buf, malformed("Content-Length %.40q", value)
-				}
-				contentLen = n
-			case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-				if !bytes.EqualFold(value, []byte("chunked")) || chunked {
-					return a, buf, malformed("Transfer-Encoding %.40q not supported", value)
-				}
-				chunked = true
-			case bytes.EqualFold(name, []byte("Connection")):
-				if hasToken(value, "close") {
-					a.close = true
-				}
-			case bytes.EqualFold(name, []byte("Idempotent-Replayed")):
-				a.replayed = string(value) == "true"
-			}
-		}
-		if a.status >= 200 {
-			break
-		}
-		if a.status == 101 || informational == rawInformational {
-			return a, buf, malformed("status %d", a.status)
-		}
+	a, fr, err := readHead(br)
+	if err != nil {
+		return a, buf, err
 	}
 	switch {
 	case head || a.status == 204 || a.status == 304:
 		return a, buf[:0], nil
-	case chunked:
+	case fr.chunked:
 		body, err := readChunked(br, buf[:0])
 		a.body = body
 		return a, body, err
-	case contentLen >= 0:
-		n := contentLen
+	case fr.contentLen >= 0:
+		n := fr.contentLen
 		if n > bodyLenMax {
 			n, a.close = bodyLenMax, true
 		}
@@ -438,6 +426,74 @@ func readResponse(br *bufio.Reader, head bool, buf []byte) (rawAnswer, []byte, e
 		body, err := readUntilEOF(br, buf[:0])
 		a.body = body
 		return a, body, err
+	}
+}
+
+// framing is how an answer's body is delimited.
+type framing struct {
+	contentLen int64 // -1: none given
+	chunked    bool
+}
+
+// readHead reads an answer's status line and headers, skipping 1xx
+// answers, and leaves br at the first byte of the body.
+func readHead(br *bufio.Reader) (rawAnswer, framing, error) {
+	var a rawAnswer
+	var fr framing
+	for informational := 0; ; informational++ {
+		line, err := readLine(br)
+		if err != nil {
+			return a, fr, err
+		}
+		var http10 bool
+		a.status, http10, err = parseStatusLine(line)
+		if err != nil {
+			return a, fr, err
+		}
+		a.close = http10
+		fr, a.replayed = framing{contentLen: -1}, false
+		for n := 0; ; n++ {
+			if n == rawHeaderLines {
+				return a, fr, malformed("more than %d header lines", rawHeaderLines)
+			}
+			line, err := readLine(br)
+			if err != nil {
+				return a, fr, err
+			}
+			if len(line) == 0 {
+				break
+			}
+			name, value, ok := bytes.Cut(line, []byte(":"))
+			if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
+				return a, fr, malformed("header line %.40q", line)
+			}
+			value = bytes.TrimSpace(value)
+			switch {
+			case bytes.EqualFold(name, []byte("Content-Length")):
+				n, ok := parseLen(value)
+				if !ok || (fr.contentLen >= 0 && n != fr.contentLen) {
+					return a, fr, malformed("Content-Length %.40q", value)
+				}
+				fr.contentLen = n
+			case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+				if !bytes.EqualFold(value, []byte("chunked")) || fr.chunked {
+					return a, fr, malformed("Transfer-Encoding %.40q not supported", value)
+				}
+				fr.chunked = true
+			case bytes.EqualFold(name, []byte("Connection")):
+				if hasToken(value, "close") {
+					a.close = true
+				}
+			case bytes.EqualFold(name, []byte("Idempotent-Replayed")):
+				a.replayed = string(value) == "true"
+			}
+		}
+		if a.status >= 200 {
+			return a, fr, nil
+		}
+		if a.status == 101 || informational == rawInformational {
+			return a, fr, malformed("status %d", a.status)
+		}
 	}
 }
 

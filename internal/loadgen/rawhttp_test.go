@@ -516,3 +516,83 @@ func TestScanAnswer(t *testing.T) {
 		t.Errorf("scanAnswer after a deeply nested member: outcome %q; want late", a.Outcome)
 	}
 }
+
+// TestRawClientStream: a live feed is read line by line as the server
+// flushes it (chunked), and ending the context ends the stream.
+func TestRawClientStream(t *testing.T) {
+	sent := make(chan string)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "text/event-stream" || r.Header.Get("Authorization") != "Bearer tok" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case ev := <-sent:
+				fmt.Fprintf(w, "event: claim\ndata: %s\n\n", ev)
+				http.NewResponseController(w).Flush()
+			}
+		}
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	c := rawTestClient(t, context.Background(), u, time.Second) // the stream outlives the request timeout
+	ctx, cancel := context.WithCancel(context.Background())
+	rq := &request{method: "GET", path: "/events", auth: authBlock("tok"), accept: "text/event-stream"}
+	status, body, end, err := c.openStream(ctx, rq)
+	defer end()
+	if err != nil || status != 200 {
+		t.Fatalf("openStream = %d, %v; want 200", status, err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(body)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				lines <- d
+			}
+		}
+	}()
+	for i := range 3 {
+		ev := fmt.Sprintf(`{"n":%d}`, i)
+		time.Sleep(1200 * time.Millisecond * time.Duration(i%2)) // once longer than the request timeout; no timing asserted
+		sent <- ev
+		if got := <-lines; got != ev {
+			t.Fatalf("event %d = %q; want %q", i, got, ev)
+		}
+	}
+	cancel()
+	select {
+	case _, open := <-lines:
+		if open {
+			t.Fatal("an event after cancel")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived its cancelled context by 10 s")
+	}
+
+	rq.auth = authBlock("wrong")
+	status, _, end2, err := c.openStream(context.Background(), rq)
+	end2()
+	if err != nil || status != http.StatusUnauthorized {
+		t.Errorf("openStream(wrong token) = %d, %v; want 401", status, err)
+	}
+}
+
+func TestEventAt(t *testing.T) {
+	at, ok := eventAt([]byte(` {"claim_id":"3.1","at":"2026-12-01T02:18:53.123456789Z","player":"p"}`))
+	if want := time.Date(2026, 12, 1, 2, 18, 53, 123456789, time.UTC); !ok || !at.Equal(want) {
+		t.Errorf("eventAt = %v, %v; want %v", at, ok, want)
+	}
+	for _, bad := range []string{`{"at":7}`, `{"at":"yesterday"}`, `{}`, `not json`, `{"at":"2026-12-01T02:18:53Z","at":null}`} {
+		if at, ok := eventAt([]byte(bad)); ok {
+			t.Errorf("eventAt(%s) = %v; want not ok", bad, at)
+		}
+	}
+}

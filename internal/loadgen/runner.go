@@ -39,6 +39,7 @@ type request struct {
 	path   string // below the target's prefix, query included; visible ASCII only
 	auth   []byte // the player's pre-rendered "Authorization: Bearer ...\r\n" line (shared, read-only)
 	key    string // Idempotency-Key; "" for reads
+	accept string // Accept header; "" for none
 	body   []byte
 	// pair is set for requests that are sent twice (replays, retries): the
 	// second answer must repeat the first (I3).

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -473,43 +472,34 @@ const sseReconnectWait = 100 * time.Millisecond
 
 // stream reads one connection to the event stream until it ends.
 func stream(ctx context.Context, c *client, rec *recorder, f *feed, w *world, p int) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/hunts/"+string(w.hunt)+"/events", nil)
-	if err != nil {
-		rec.error(errSSE, err.Error())
-		return
-	}
-	req.Header.Set("Authorization", "Bearer "+w.tokens[p])
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := c.streams.Do(req)
+	rq := &request{method: http.MethodGet, path: "/v1/hunts/" + string(w.hunt) + "/events", auth: w.auth[p],
+		accept: "text/event-stream"}
+	status, body, end, err := c.openStream(ctx, rq)
+	defer end()
 	if err != nil {
 		if ctx.Err() == nil {
 			rec.error(errSSE, err.Error())
 		}
 		return
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		drain(resp.Body)
-		rec.error(errSSE, fmt.Sprintf("subscribe: status %d", resp.StatusCode))
+	if status != http.StatusOK {
+		rec.error(errSSE, fmt.Sprintf("subscribe: status %d", status))
 		return
 	}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	var ev struct {
-		At time.Time `json:"at"`
-	}
 	for sc.Scan() {
 		data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:"))
 		if !ok {
 			continue
 		}
 		now := time.Now()
-		ev.At = time.Time{}
-		parsed := json.Unmarshal(data, &ev) == nil && !ev.At.IsZero()
+		at, parsed := eventAt(data)
+		parsed = parsed && !at.IsZero()
 		f.mu.Lock()
 		f.mu.events++
 		if parsed {
-			recordUS(f.mu.delay, now.Sub(ev.At))
+			recordUS(f.mu.delay, now.Sub(at))
 		}
 		f.mu.Unlock()
 	}
