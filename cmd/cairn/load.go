@@ -40,13 +40,13 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	scenario := fs.String("scenario", loadgen.ScenarioHunt, "one of "+strings.Join(loadgen.Scenarios, ", "))
 	players := fs.Int("players", loadgen.PlayersDefault, "players (each with its own token)")
 	hotspots := fs.Int("hotspots", 0, fmt.Sprintf("hotspots to import (default %d for hunt, %d for uniform and replay)",
-		loadgen.HuntHotspotsDefault, loadgen.SpreadHotspotsDef))
-	concurrency := fs.Int("concurrency", loadgen.StormConcurrencyDef, "storm: concurrent claims per round on one single-ticket hotspot")
+		loadgen.HuntHotspotsDefault, loadgen.SpreadHotspotsDefault))
+	concurrency := fs.Int("concurrency", loadgen.StormConcurrencyDefault, "storm: concurrent claims per round on one single-ticket hotspot")
 	rounds := fs.Int("rounds", loadgen.StormRoundsDefault, "storm: rounds")
 	huntID := fs.String("hunt", "", "hunt to create or reuse (default load-<unix seconds>)")
 	subscribers := fs.Int("subscribers", 4, "hunt: live-feed (SSE) subscribers")
 	inflight := fs.Int("inflight", loadgen.InFlightMaxDefault, "requests in flight at most; beyond it a due request is a \"client saturated\" error")
-	timeout := fs.Duration("timeout", loadgen.RequestTimeoutDef, "timeout of one request")
+	timeout := fs.Duration("timeout", loadgen.RequestTimeoutDefault, "timeout of one request")
 	seed := fs.Uint64("seed", 0, "random seed (0: from the clock)")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object (and no progress line)")
 	procs := fs.Int("procs", loadProcsDefault(), "threads running the generator's Go code at once (GOMAXPROCS; 0 keeps Go's own, the default when\n"+

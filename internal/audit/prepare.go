@@ -169,7 +169,7 @@ func prepare(all []Op, tickets, rewards map[hunt.HotspotID]int64) ([]porcupine.O
 		root := uf.find(n)
 		c, ok := comps[root]
 		if !ok {
-			c = &component{id: len(order), hunt: hunt.Hunt{ID: "linearize", ClaimRadiusM: hunt.ClaimRadiusMDef}}
+			c = &component{id: len(order), hunt: hunt.Hunt{ID: "linearize", ClaimRadiusM: hunt.ClaimRadiusMDefault}}
 			comps[root] = c
 			order = append(order, c)
 		}

@@ -279,7 +279,7 @@ func TestOpenAPILimits(t *testing.T) {
 		{[]string{"components", "schemas", "ID"}, "maxLength", hunt.IDLenMax},
 		{[]string{"components", "headers", "RetryAfter"}, "example", hdrRetryAfter[0]},
 		{schema("HuntInput", "name"), "maxLength", hunt.NameLenMax},
-		{schema("HuntInput", "claim_radius_m"), "default", hunt.ClaimRadiusMDef},
+		{schema("HuntInput", "claim_radius_m"), "default", hunt.ClaimRadiusMDefault},
 		{schema("HuntInput", "claim_radius_m"), "maximum", hunt.ClaimRadiusMMax},
 		{schema("HuntInput", "max_speed_mps"), "maximum", hunt.MaxSpeedMpsMax},
 		{schema("HotspotInput", "tickets"), "maximum", hunt.TicketsMax},

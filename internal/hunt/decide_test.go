@@ -140,7 +140,7 @@ func TestFingerprint(t *testing.T) {
 
 func TestNormalize(t *testing.T) {
 	h := Hunt{ID: "h"}
-	if err := h.Normalize(); err != nil || h.ClaimRadiusM != ClaimRadiusMDef {
+	if err := h.Normalize(); err != nil || h.ClaimRadiusM != ClaimRadiusMDefault {
 		t.Fatalf("Normalize(default) = %v, radius %v", err, h.ClaimRadiusM)
 	}
 	bad := []Hunt{{ID: ""}, {ID: "h", ClaimRadiusM: -1}, {ID: "h", MaxSpeedMps: -1},

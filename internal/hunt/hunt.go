@@ -43,7 +43,7 @@ const (
 	PointsMax         = 1_000_000_000
 	AmountMax         = 1_000_000_000_000
 	ClaimRadiusMMax   = 100_000
-	ClaimRadiusMDef   = 50
+	ClaimRadiusMDefault   = 50
 	MaxSpeedMpsMax    = 10_000
 	MovementGraceSecs = 1 // implied speed is computed over at least this many seconds
 )
@@ -119,7 +119,7 @@ func (h *Hunt) Normalize() error {
 		return invalid("name", "longer than %d bytes", NameLenMax)
 	}
 	if h.ClaimRadiusM == 0 {
-		h.ClaimRadiusM = ClaimRadiusMDef
+		h.ClaimRadiusM = ClaimRadiusMDefault
 	}
 	if !finite(h.ClaimRadiusM) || h.ClaimRadiusM <= 0 || h.ClaimRadiusM > ClaimRadiusMMax {
 		return invalid("claim_radius_m", "must be in (0, %d]", ClaimRadiusMMax)

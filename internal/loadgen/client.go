@@ -276,7 +276,7 @@ func (c *client) putHunt(ctx context.Context, id hunt.HuntID, name string) error
 	b, err := json.Marshal(struct {
 		Name         string  `json:"name"`
 		ClaimRadiusM float64 `json:"claim_radius_m"`
-	}{name, hunt.ClaimRadiusMDef})
+	}{name, hunt.ClaimRadiusMDefault})
 	if err != nil {
 		return err
 	}

@@ -225,7 +225,7 @@ func (f *fakeCairn) claim(w http.ResponseWriter, r *http.Request, player string)
 		}
 		hk := player + "/" + h + "/" + id
 		switch {
-		case geo.DistanceM(b.Lat, b.Lon, s.lat, s.lon) > hunt.ClaimRadiusMDef:
+		case geo.DistanceM(b.Lat, b.Lon, s.lat, s.lon) > hunt.ClaimRadiusMDefault:
 			return reject(http.StatusUnprocessableEntity, "too_far")
 		case f.mu.holders[hk]:
 			return reject(http.StatusConflict, "already_claimed")

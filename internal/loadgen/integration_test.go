@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/cairnhq/cairn/internal/audit"
 	"github.com/cairnhq/cairn/internal/engine/embedded"
 	"github.com/cairnhq/cairn/internal/httpapi"
-	"github.com/cairnhq/cairn/internal/leaderboard"
 	"github.com/cairnhq/cairn/internal/loadgen"
+	"github.com/cairnhq/cairn/internal/node"
 )
 
 const (
@@ -20,52 +19,40 @@ const (
 	itAdmin  = "integration-admin-token-0123456789"
 )
 
-// realServer wires a real Cairn (embedded engine on a temp dir, leaderboard
-// projection, HTTP API with the audit) the way `cairn serve` does, on
-// 127.0.0.1. It returns the server and the engine, for an offline check.
-func realServer(t *testing.T) (*httptest.Server, *embedded.Engine) {
+// realServer runs a whole node (engine, projection, feed, API) the way
+// `cairn serve` builds one, on 127.0.0.1, and returns its base URL.
+func realServer(t *testing.T) (string, *embedded.Engine) {
 	t.Helper()
 	eng, err := embedded.Open(embedded.Config{Dir: t.TempDir(), Partitions: 16})
 	if err != nil {
 		t.Fatalf("embedded.Open: %v", err)
 	}
-	board, err := leaderboard.New(leaderboard.Options{Partitions: eng.Partitions()})
-	if err != nil {
-		t.Fatalf("leaderboard.New: %v", err)
-	}
-	eng.Subscribe(board)
-	srv, err := httpapi.New(httpapi.Config{
-		Engine: eng, Board: board, Secret: []byte(itSecret), AdminToken: itAdmin,
-		Audit: func(ctx context.Context) (any, bool, error) {
-			r, err := audit.Check(ctx, eng, board)
-			return r, r.OK, err
-		},
-	})
-	if err != nil {
-		t.Fatalf("httpapi.New: %v", err)
-	}
-	eng.Subscribe(srv.Feed())
-
 	ctx, cancel := context.WithCancel(context.Background())
-	engDone, boardDone := make(chan error, 1), make(chan error, 1)
-	go func() { boardDone <- board.Run(ctx) }()
-	go func() { engDone <- eng.Run(ctx) }()
-	hs := httptest.NewUnstartedServer(srv.Handler())
-	hs.Config.RegisterOnShutdown(srv.EndStreams)
-	hs.Start()
+	n, err := node.New(ctx, node.Config{Engine: eng, Addr: "127.0.0.1:0",
+		API: httpapi.Config{Secret: []byte(itSecret), AdminToken: itAdmin}})
+	if err != nil {
+		t.Fatalf("node.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() {
-		srv.EndStreams()
-		hs.Close()
 		cancel()
-		if err := <-engDone; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("engine Run: %v", err)
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("node Run: %v", err)
 		}
-		<-boardDone
 		if err := eng.Close(); err != nil {
 			t.Errorf("engine Close: %v", err)
 		}
 	})
-	return hs, eng
+	base := "http://" + n.Addr().String()
+	deadline := time.Now().Add(10 * time.Second)
+	for eng.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("node at %s not ready after 10s: %v", base, eng.Ready())
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval, bounded by the deadline
+	}
+	return base, eng
 }
 
 func itConfig(target, scenario string) loadgen.Config {
@@ -106,9 +93,9 @@ func TestIntegrationHuntStormReplay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration: starts a real server")
 	}
-	hs, eng := realServer(t)
+	base, eng := realServer(t)
 
-	res, err := loadgen.Run(context.Background(), itConfig(hs.URL, loadgen.ScenarioHunt))
+	res, err := loadgen.Run(context.Background(), itConfig(base, loadgen.ScenarioHunt))
 	if err != nil {
 		t.Fatalf("Run(hunt): %v", err)
 	}
@@ -126,7 +113,7 @@ func TestIntegrationHuntStormReplay(t *testing.T) {
 		t.Errorf("hunt: sse %+v; want the subscribers to see grants", res.SSE)
 	}
 
-	res, err = loadgen.Run(context.Background(), itConfig(hs.URL, loadgen.ScenarioStorm))
+	res, err = loadgen.Run(context.Background(), itConfig(base, loadgen.ScenarioStorm))
 	if err != nil {
 		t.Fatalf("Run(storm): %v", err)
 	}
@@ -137,7 +124,7 @@ func TestIntegrationHuntStormReplay(t *testing.T) {
 		}
 	}
 
-	cfg := itConfig(hs.URL, loadgen.ScenarioReplay)
+	cfg := itConfig(base, loadgen.ScenarioReplay)
 	cfg.Duration = time.Second
 	res, err = loadgen.Run(context.Background(), cfg)
 	if err != nil {
@@ -154,11 +141,11 @@ func TestIntegrationHuntStormReplay(t *testing.T) {
 		t.Errorf("audit.Check(engine) = %s, %v; want OK with grants", rep.Verdict(), err)
 	}
 	// And the same audit through `cairn verify --target`'s path.
-	online, err := loadgen.Audit(context.Background(), hs.URL, itAdmin)
+	online, err := loadgen.Audit(context.Background(), base, itAdmin)
 	if err != nil || !online.OK || online.Events != rep.Events {
 		t.Errorf("Audit(online) = %s, %v; want OK with %d events like the offline check", online.Verdict(), err, rep.Events)
 	}
-	if resp, err := http.Get(hs.URL + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("server unhealthy after the runs: %v %v", resp, err)
 	} else {
 		resp.Body.Close()

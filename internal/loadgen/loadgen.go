@@ -58,11 +58,11 @@ const (
 	InFlightLimit        = 100_000
 	RequestTimeoutMax    = 5 * time.Minute
 	InFlightMaxDefault   = 4096
-	RequestTimeoutDef    = 10 * time.Second
+	RequestTimeoutDefault    = 10 * time.Second
 	PlayersDefault       = 10_000
 	HuntHotspotsDefault  = 300
-	SpreadHotspotsDef    = 10_000
-	StormConcurrencyDef  = 200
+	SpreadHotspotsDefault    = 10_000
+	StormConcurrencyDefault  = 200
 	StormRoundsDefault   = 5
 	progressPeriod       = 250 * time.Millisecond
 	tokenTTLMargin       = time.Hour
@@ -98,13 +98,13 @@ func (c *Config) setDefaults() {
 		c.Players = PlayersDefault
 	}
 	if c.Hotspots == 0 {
-		c.Hotspots = SpreadHotspotsDef
+		c.Hotspots = SpreadHotspotsDefault
 		if c.Scenario == ScenarioHunt {
 			c.Hotspots = HuntHotspotsDefault
 		}
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = StormConcurrencyDef
+		c.Concurrency = StormConcurrencyDefault
 	}
 	if c.Rounds == 0 {
 		c.Rounds = StormRoundsDefault
@@ -113,7 +113,7 @@ func (c *Config) setDefaults() {
 		c.InFlightMax = InFlightMaxDefault
 	}
 	if c.RequestTimeout == 0 {
-		c.RequestTimeout = RequestTimeoutDef
+		c.RequestTimeout = RequestTimeoutDefault
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now

@@ -47,7 +47,7 @@ func testClient(ctx context.Context, t *testing.T, srv *httptest.Server, conns i
 	return c
 }
 
-// TestOpenLoopAgainstStallingServer is the acceptance test of issue 4: a
+// TestOpenLoopAgainstStallingServer is the open-loop property itself: a
 // server that takes 1 s per request cannot slow the generator down. At
 // 50 req/s for 2 s it still sends the 100 requests the schedule says, and
 // the latency it reports (from each request's scheduled time) is ≥ 1 s.

@@ -70,7 +70,7 @@ func TestRunHunt(t *testing.T) {
 		t.Errorf("achieved_rps = %.1f; want about 200", res.AchievedRPS)
 	}
 
-	// The JSON object has every field issue 4 asks for.
+	// The JSON object has every documented field.
 	b, err := json.Marshal(res)
 	if err != nil {
 		t.Fatal(err)

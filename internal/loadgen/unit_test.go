@@ -321,7 +321,7 @@ func TestHuntPlannerMix(t *testing.T) {
 				t.Fatalf("claim body %s: %v", rq.body, err)
 			}
 			s := byID[id]
-			if geo.DistanceM(b.Lat, b.Lon, s.Lat, s.Lon) > hunt.ClaimRadiusMDef {
+			if geo.DistanceM(b.Lat, b.Lon, s.Lat, s.Lon) > hunt.ClaimRadiusMDefault {
 				far++
 			}
 			if rq.pair == nil || rq.method != http.MethodPost || len(rq.auth) == 0 {

@@ -83,7 +83,7 @@ func testHuntsAndNearby(t *testing.T, h Harness) {
 	defer cancel()
 	hs, err := e.Hunts(c)
 	if err != nil || len(hs) != 2 || hs[0].ID != "alpha" || hs[1].ID != "zeta" || hs[1].Name != "renamed" ||
-		hs[0].ClaimRadiusM != 20 || hs[1].ClaimRadiusM != hunt.ClaimRadiusMDef {
+		hs[0].ClaimRadiusM != 20 || hs[1].ClaimRadiusM != hunt.ClaimRadiusMDefault {
 		t.Fatalf("Hunts() = %+v, %v; want alpha (radius 20), zeta renamed (default radius)", hs, err)
 	}
 	if got, err := e.Hunt(c, "alpha"); err != nil || got.Name != "first" {
