@@ -34,18 +34,18 @@ type Epoch struct {
 
 // Limits on everything that comes from outside. Units are in the names.
 const (
-	IDLenMax          = 128
-	NameLenMax        = 200
-	KeyLenMax         = 255
-	ReasonLenMax      = 200
-	TicketsMax        = 1_000_000_000
-	RewardMax         = 1_000_000_000
-	PointsMax         = 1_000_000_000
-	AmountMax         = 1_000_000_000_000
-	ClaimRadiusMMax   = 100_000
-	ClaimRadiusMDefault   = 50
-	MaxSpeedMpsMax    = 10_000
-	MovementGraceSecs = 1 // implied speed is computed over at least this many seconds
+	IDLenMax            = 128
+	NameLenMax          = 200
+	KeyLenMax           = 255
+	ReasonLenMax        = 200
+	TicketsMax          = 1_000_000_000
+	RewardMax           = 1_000_000_000
+	PointsMax           = 1_000_000_000
+	AmountMax           = 1_000_000_000_000
+	ClaimRadiusMMax     = 100_000
+	ClaimRadiusMDefault = 50
+	MaxSpeedMpsMax      = 10_000
+	MovementGraceSecs   = 1 // implied speed is computed over at least this many seconds
 )
 
 // Hunt is one treasure hunt. Zero StartsAt/EndsAt mean "no bound".

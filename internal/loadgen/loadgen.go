@@ -47,26 +47,26 @@ import (
 
 // Limits on a run. Units are in the names.
 const (
-	DurationMax          = time.Hour
-	RequestsMax          = 100_000_000
-	PlayersMax           = 1_000_000
-	HotspotsMax          = 20_000_000 // streamed: the uniform and replay scenarios hold none in memory
-	HuntHotspotsMax      = 1_000_000  // the hunt scenario keeps its hotspots in memory
-	StormConcurrencyMax  = 100_000
-	RoundsMax            = 1000
-	SubscribersMax       = 1000
-	InFlightLimit        = 100_000
-	RequestTimeoutMax    = 5 * time.Minute
-	InFlightMaxDefault   = 4096
-	RequestTimeoutDefault    = 10 * time.Second
-	PlayersDefault       = 10_000
-	HuntHotspotsDefault  = 300
-	SpreadHotspotsDefault    = 10_000
-	StormConcurrencyDefault  = 200
-	StormRoundsDefault   = 5
-	progressPeriod       = 250 * time.Millisecond
-	tokenTTLMargin       = time.Hour
-	tokenTTLStormPerStep = time.Minute
+	DurationMax             = time.Hour
+	RequestsMax             = 100_000_000
+	PlayersMax              = 1_000_000
+	HotspotsMax             = 20_000_000 // streamed: the uniform and replay scenarios hold none in memory
+	HuntHotspotsMax         = 1_000_000  // the hunt scenario keeps its hotspots in memory
+	StormConcurrencyMax     = 100_000
+	RoundsMax               = 1000
+	SubscribersMax          = 1000
+	InFlightLimit           = 100_000
+	RequestTimeoutMax       = 5 * time.Minute
+	InFlightMaxDefault      = 4096
+	RequestTimeoutDefault   = 10 * time.Second
+	PlayersDefault          = 10_000
+	HuntHotspotsDefault     = 300
+	SpreadHotspotsDefault   = 10_000
+	StormConcurrencyDefault = 200
+	StormRoundsDefault      = 5
+	progressPeriod          = 250 * time.Millisecond
+	tokenTTLMargin          = time.Hour
+	tokenTTLStormPerStep    = time.Minute
 )
 
 // Config describes one run. Zero values take the defaults above, except
