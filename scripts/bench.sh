@@ -22,7 +22,11 @@
 # commit figures from /metrics and `cairn verify`; see run_ceiling).
 # Env: CAIRN (binary; default: built into the temp dir), BENCH_TIMEOUT
 # (default 1800 s), GOGC (passed to the server), STORE (default embedded; a
-# redis:// URL runs the same scenarios on the Redis engine), REDIS_MODE.
+# redis:// URL runs the same scenarios on the Redis engine), REDIS_MODE,
+# BENCH_PROFILE (a directory: the server runs with --pprof-addr; `ceiling`
+# saves a 4 s CPU profile of the claim run as cpu-ceiling.pprof, the load
+# words save the heap after two forced collections as heap-WORD.pprof and
+# print the live heap; read them with `go tool pprof -top BINARY FILE`).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,7 +64,13 @@ start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
   port=$(free_port)
   data=$work/data-$name
   rm -rf "$data"
-  "$CAIRN" serve --data "$data" --addr "127.0.0.1:$port" --claim-rate 0 "$@" \
+  pprof_flags=()
+  if [[ -n "${BENCH_PROFILE:-}" ]]; then
+    mkdir -p "$BENCH_PROFILE"
+    pprof_port=$(free_port)
+    pprof_flags=(--pprof-addr "127.0.0.1:$pprof_port")
+  fi
+  "$CAIRN" serve --data "$data" --addr "127.0.0.1:$port" --claim-rate 0 "${pprof_flags[@]}" "$@" \
     --store "$STORE" --redis-mode "$REDIS_MODE" --log-level warn >"$work/server-$name.log" 2>&1 &
   server_pid=$!
   local deadline=$((SECONDS + 30))
@@ -240,7 +250,15 @@ run_ceiling() {
   curl -sf "$base/metrics" >"$work/ceiling-metrics-0.txt" || return 1
   echo "# TOKENS=ceiling-tokens.txt HOTSPOTS=ceiling-hotspots.txt wrk -t1 -c64 -d$d --latency -s scripts/ceiling.lua $base/" >&2
   HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
-    wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" || return 1
+    wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
+  local wrk_pid=$!
+  if [[ -n "${BENCH_PROFILE:-}" ]]; then
+    sleep 2 # into the run, past wrk's connection set-up
+    curl -sf "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=4" >"$BENCH_PROFILE/cpu-ceiling.pprof" ||
+      echo "bench.sh: CPU profile failed" >&2
+    echo "# CPU profile of the claim run: $BENCH_PROFILE/cpu-ceiling.pprof" >&2
+  fi
+  wait "$wrk_pid" || return 1
   cat "$work/ceiling-claims.txt"
   curl -sf "$base/metrics" >"$work/ceiling-metrics-1.txt" || return 1
   ceiling_summary "$work/ceiling-healthz.txt" "$work/ceiling-claims.txt" \
@@ -281,6 +299,12 @@ run_one() {
   esac || echo "bench.sh: $word FAILED (exit $?): a violated invariant fails the run" >&2
   echo "# /metrics after $word:" >&2
   metrics_summary
+  if [[ -n "${BENCH_PROFILE:-}" ]]; then
+    curl -sf "http://127.0.0.1:$pprof_port/debug/pprof/heap?gc=1" >/dev/null
+    curl -sf "http://127.0.0.1:$pprof_port/debug/pprof/heap?gc=1" >"$BENCH_PROFILE/heap-$word.pprof"
+    echo "# live heap after $word (two forced collections): $(curl -s "http://127.0.0.1:$port/metrics" |
+      awk '/^go_memstats_heap_alloc_bytes /{printf "%.1f MB", $2/1e6}'); profile $BENCH_PROFILE/heap-$word.pprof" >&2
+  fi
   stop_server
 }
 
