@@ -32,7 +32,8 @@ func newPending(p *partition) *pending {
 	return &pending{p: p, batch: p.e.db.NewBatch()}
 }
 
-// write adds one event and, where it changes a wallet, its ledger index entry.
+// write adds one event, its idempotency record and, where it changes a
+// wallet, its ledger index entry.
 func (pd *pending) write(ev *hunt.Event) {
 	pd.key = eventKey(pd.key[:0], ev.Epoch.Partition, ev.Epoch.Seq)
 	pd.val = hunt.AppendEvent(pd.val[:0], ev)
@@ -47,6 +48,10 @@ func (pd *pending) write(ev *hunt.Event) {
 	}
 	pd.events = append(pd.events, *ev)
 }
+
+// hasWrites reports whether pd has anything for the store: it was decided
+// (not refused) and wrote at least one key.
+func (pd *pending) hasWrites() bool { return pd.err == nil && !pd.batch.Empty() }
 
 // reset readies pd for its partition's next batch.
 func (pd *pending) reset() {
@@ -73,7 +78,7 @@ func (pd *pending) reset() {
 //   - settle waits for each group's sync in order, then publishes it,
 //     delivers it to the sinks and answers its callers.
 //
-// At most GroupsInFlight groups are between the two.
+// At most groupsInFlight groups are between the two.
 //
 // Order. Pendings arrive in one FIFO channel and a partition submits its own
 // in seq order, so each partition's batches are written, synced and
@@ -84,7 +89,7 @@ type committer struct {
 	e       *Engine
 	in      chan *pending // capacity: every pending of every partition, so submit never blocks
 	synced  chan *group   // groups written, in order, waiting for their sync
-	idle    chan *group   // GroupsInFlight reusable groups
+	idle    chan *group   // groupsInFlight reusable groups
 	sinks   []engine.Sink
 	settled chan struct{} // closed when settle returns
 }
@@ -151,7 +156,7 @@ func (c *committer) write(g *group) {
 	e := c.e
 	g.err, g.written, g.events, g.batches = nil, nil, 0, 0
 	for _, pd := range g.list {
-		if pd.err == nil && !pd.batch.Empty() {
+		if pd.hasWrites() {
 			g.batches++
 			g.events += len(pd.events)
 			g.written = pd.batch
@@ -166,7 +171,7 @@ func (c *committer) write(g *group) {
 	if g.err == nil && g.batches > 1 {
 		g.batch.Reset()
 		for _, pd := range g.list {
-			if pd.err == nil && !pd.batch.Empty() {
+			if pd.hasWrites() {
 				if g.err = g.batch.Apply(pd.batch, nil); g.err != nil {
 					break
 				}
