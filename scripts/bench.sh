@@ -86,38 +86,47 @@ stop_server() {
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 }
 
-metrics_summary() { # batch size, commit latency, staleness p99 from /metrics
+metrics_summary() { # batch size, commit latency, staleness and server-side claim p99 from /metrics
   curl -s "http://127.0.0.1:$port/metrics" | python3 -c '
 import sys, re
-sums, buckets = {}, {}
+sums, hist = {}, {"staleness": {}, "claim": {}}
 for line in sys.stdin:
     if line.startswith("#"): continue
     m = re.match(r"(\w+)(\{[^}]*\})? (\S+)", line)
     if not m: continue
     name, labels, v = m.group(1), m.group(2) or "", float(m.group(3))
     sums[name] = sums.get(name, 0) + v if not name.endswith("_bucket") else sums.get(name, 0)
+    which = None
     if name == "cairn_projection_staleness_seconds_bucket":
+        which = "staleness"
+    elif name == "cairn_request_duration_seconds_bucket" and "operation=\"claim\"" in labels:
+        which = "claim"
+    if which:
         le = re.search(r"le=\"([^\"]+)\"", labels).group(1)
-        buckets[le] = buckets.get(le, 0) + v
+        hist[which][le] = hist[which].get(le, 0) + v
 def ratio(a, b):
     return sums.get(a, 0) / sums[b] if sums.get(b) else float("nan")
-out = {
-  "avg_batch_size": ratio("cairn_batch_size_sum", "cairn_batch_size_count"),
-  "avg_commit_ms": 1000 * ratio("cairn_commit_duration_seconds_sum", "cairn_commit_duration_seconds_count"),
-  "batches": sums.get("cairn_batch_size_count", 0),
-}
-if buckets:
+def p99_ms(buckets):
+    # linear interpolation inside the bucket, as Prometheus histogram_quantile does
     bs = sorted(((float(k), v) for k, v in buckets.items()), key=lambda kv: kv[0])
     total = bs[-1][1]
     prev_le, prev_n = 0.0, 0.0
     for le, n in bs:
         if total and n >= 0.99 * total:
-            # linear interpolation inside the bucket, as Prometheus histogram_quantile does
             frac = (0.99 * total - prev_n) / (n - prev_n) if n > prev_n else 0
-            out["staleness_p99_ms"] = 1000 * (prev_le + frac * (le - prev_le)) if le != float("inf") else "> " + str(1000 * prev_le)
-            break
+            return 1000 * (prev_le + frac * (le - prev_le)) if le != float("inf") else "> " + str(1000 * prev_le)
         prev_le, prev_n = le, n
-    out["staleness_samples"] = total
+    return float("nan")
+out = {
+  "avg_batch_size": ratio("cairn_batch_size_sum", "cairn_batch_size_count"),
+  "avg_commit_ms": 1000 * ratio("cairn_commit_duration_seconds_sum", "cairn_commit_duration_seconds_count"),
+  "batches": sums.get("cairn_batch_size_count", 0),
+}
+if hist["staleness"]:
+    out["staleness_p99_ms"] = p99_ms(hist["staleness"])
+    out["staleness_samples"] = max(hist["staleness"].values())
+if hist["claim"]:
+    out["server_claim_p99_ms"] = p99_ms(hist["claim"])
 import json; print(json.dumps(out))
 '
 }
