@@ -23,7 +23,9 @@ const verifyUsage = `usage: cairn verify --target URL [--data DIR]   (ask a runn
        cairn verify --data DIR                  (offline, on a stopped server's data directory)
 
 Checks the invariants I1-I5 and I7 by folding the event log, prints a
-one-line verdict and exits 1 on any violation. Online, the admin token is
+one-line verdict and exits 1 on any violation. Online it is valid while the
+server takes writes: the state is read between two reads of the log, and a
+disagreement is read again for up to ~1.3 s before it counts. Online, the admin token is
 CAIRN_ADMIN_TOKEN or <data>/secrets.env. Offline, the server must be stopped
 (the store is locked while it runs) and I5 is not checked (no leaderboard).
 

@@ -20,15 +20,18 @@
 //
 // I6 (durability) cannot be seen in a log; crash tests check it.
 //
-// Check reads the log first and the derived state (hotspots, wallets,
-// scores) afterwards, with no snapshot between them: run it on a quiescent
-// system (after a load run, or offline), or writes that land in between show
-// up as I4/I5/I7 mismatches. If Scores also has a Wait(ctx, hunt.Epoch)
-// method (the leaderboard projection does), Check first waits for it to
-// catch up with the last epoch of every partition it folded.
+// Check is valid under live writes: it reads the state between two reads of
+// the log and checks that each hotspot, wallet and score lies between its
+// fold before and its fold after (see Check), re-reading what does not for a
+// few rounds, so a write landing meanwhile is not taken for a violation and
+// a lasting disagreement still is. If Scores also has a Wait(ctx, hunt.Epoch)
+// method (the leaderboard projection does), Check waits for it to catch up
+// with the fold before each read of the state: the projection is fed after
+// the engine publishes, so the state then shows at least the fold.
 //
-// Cost: one pass over the log, plus a second only when the first saw a
-// repeated I2/I3 key hash (a violation, or a rare hash collision that the
+// Cost: one pass over the log and the state, short reads of the log's tail
+// (one per round and a closing one), plus a second whole pass only when the
+// first saw a repeated I2/I3 key hash (a violation, or a rare hash collision that the
 // second pass clears). Memory is O(events) 8-byte hashes plus O(players +
 // hotspots with grants), since the server may run Check in-process.
 //
@@ -40,8 +43,10 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
@@ -104,6 +109,9 @@ type Report struct {
 	// Violations holds at most ViolationsMax violations, in the order found.
 	Violations     []Violation `json:"violations"`
 	ViolationCount int         `json:"violation_count"`
+	// Rounds is how many times the state was read (more than one when some
+	// of it disagreed with the log at first, under live writes).
+	Rounds int `json:"rounds"`
 }
 
 func (r *Report) violate(inv, format string, args ...any) {
@@ -171,6 +179,9 @@ type wallet struct {
 	// (at claimedAt): the credits that spend must have been backed by.
 	claimed   int64
 	claimedAt hunt.Epoch
+	// late is what the spends of the closing read spent: they are not held
+	// to the credits, which may lie past the end of what was read.
+	late int64
 }
 
 // fold is the state the log implies.
@@ -187,14 +198,16 @@ type fold struct {
 	suspects map[uint64]struct{}
 	wallets  map[hunt.PlayerID]*wallet
 	points   map[scoreKey]int64
+	// tail, while not nil, collects what the events read after a read of
+	// the state changed: the state may show any prefix of them.
+	tail *tail
+	// closing is set for the last read of the log: its spends are not held
+	// to the credits (their credits may lie past the end of the read).
+	closing bool
 }
 
-// Check folds src's whole log and checks I1–I5 and I7 against it and against
-// what src (and scores, when not nil) report. A non-nil error means the check
-// could not run (the source failed or ctx ended); violations are in the Report.
-func Check(ctx context.Context, src Source, scores Scores) (Report, error) {
-	r := Report{OK: true, Violations: []Violation{}}
-	f := fold{
+func newFold() *fold {
+	return &fold{
 		lastSeq:  map[geo.Partition]hunt.Seq{},
 		granted:  map[spotKey]int64{},
 		seed:     maphash.MakeSeed(),
@@ -204,31 +217,168 @@ func Check(ctx context.Context, src Source, scores Scores) (Report, error) {
 		wallets:  map[hunt.PlayerID]*wallet{},
 		points:   map[scoreKey]int64{},
 	}
-	if err := src.Events(ctx, nil, func(e *hunt.Event) error {
-		f.apply(&r, e)
+}
+
+// tail is what one stretch of the log added, per item the state is compared
+// on. Grants, credits and points only grow and spends only shrink a balance,
+// so after a tail an item's state lies between the fold before it and the
+// fold before it plus its tail's gains (minus its spends, for a balance).
+type tail struct {
+	grants  map[spotKey]int64
+	credits map[hunt.PlayerID]int64
+	spent   map[hunt.PlayerID]int64
+	points  map[scoreKey]int64
+}
+
+func newTail() *tail {
+	return &tail{grants: map[spotKey]int64{}, credits: map[hunt.PlayerID]int64{},
+		spent: map[hunt.PlayerID]int64{}, points: map[scoreKey]int64{}}
+}
+
+// after is the per-partition position of the fold, as Events takes it.
+func (f *fold) after() []hunt.Seq {
+	var n int
+	for p := range f.lastSeq {
+		n = max(n, int(p)+1)
+	}
+	out := make([]hunt.Seq, n)
+	for p, s := range f.lastSeq {
+		out[p] = s
+	}
+	return out
+}
+
+// read folds the log from where the fold stands to its end as src has it now.
+func (f *fold) read(ctx context.Context, src Source, r *Report) error {
+	var after []hunt.Seq
+	if len(f.lastSeq) > 0 {
+		after = f.after()
+	}
+	if err := src.Events(ctx, after, func(e *hunt.Event) error {
+		f.apply(r, e)
 		return nil
 	}); err != nil {
-		return Report{}, fmt.Errorf("audit: read events: %w", err)
+		return fmt.Errorf("audit: read events: %w", err)
+	}
+	return nil
+}
+
+// RoundsMax bounds the rounds of Check: a state that disagrees with the log
+// under live writes is read again, with the log after it, up to this many
+// times before the disagreement is reported.
+const RoundsMax = 8
+
+// recheckPauseMin is the pause before the second round; it doubles each
+// round (10 ms … 640 ms, 1.27 s in all), leaving a decision that was
+// applied to the state but not yet written to the log (a spend's
+// reservation) time to land in the log.
+const recheckPauseMin = 10 * time.Millisecond
+
+// Check folds src's whole log and checks I1–I5 and I7 against it and against
+// what src (and scores, when not nil) report. A non-nil error means the check
+// could not run (the source failed or ctx ended); violations are in the Report.
+//
+// It is valid under live writes. The state is read between two reads of the
+// log: first the log up to E1 (per partition), then (once the projection has
+// applied E1, so the engine has published it) the state, then the log from E1
+// to E2. Each hotspot, wallet and score read lies between its fold at E1 and
+// its fold at E2 (grants, credits and points only grow, spends only shrink a
+// balance), which is what is checked; equal to the fold at E1 is always
+// consistent. What disagrees is read again, with the log after it, for up to
+// RoundsMax rounds, and only a disagreement that lasts is a violation. The
+// state checked is that of the hotspots, players and scores in the log up to
+// E1; everything read is checked for I1–I3, I7's seqs and the spends' I4.
+func Check(ctx context.Context, src Source, scores Scores) (Report, error) {
+	r := Report{OK: true, Violations: []Violation{}}
+	f := newFold()
+	if err := f.read(ctx, src, &r); err != nil {
+		return Report{}, err
+	}
+	r.Players = len(f.wallets)
+	r.Checked = []string{I1, I2, I3, I4, I7}
+	if scores != nil {
+		r.Checked = []string{I1, I2, I3, I4, I5, I7}
+	}
+
+	// Round 0 reads the whole state; later rounds only what disagreed.
+	var sus *pending
+	still := 0 // consecutive rounds whose tail was empty
+	for round := range RoundsMax {
+		r.Rounds = round + 1
+		if round > 0 {
+			if err := pause(ctx, recheckPauseMin<<(round-1)); err != nil {
+				return Report{}, fmt.Errorf("audit: %w", err)
+			}
+		}
+		if err := waitScores(ctx, scores, f); err != nil {
+			return Report{}, err
+		}
+		p := newPending()
+		if err := checkHotspots(ctx, src, f, &r, round == 0, sus, p); err != nil {
+			return Report{}, err
+		}
+		if err := checkWallets(ctx, src, f, round == 0, sus, p); err != nil {
+			return Report{}, err
+		}
+		if scores != nil {
+			if err := checkScores(ctx, scores, f, round == 0, sus, p); err != nil {
+				return Report{}, err
+			}
+		}
+		if p.empty() {
+			sus = nil
+			break
+		}
+		f.tail = newTail()
+		events := r.Events
+		err := f.read(ctx, src, &r)
+		t := f.tail
+		f.tail = nil
+		if err != nil {
+			return Report{}, err
+		}
+		sus = p.settle(f, t)
+		if sus.empty() {
+			sus = nil
+			break
+		}
+		// Two rounds in a row with no write in between read a still
+		// system: what disagrees will go on disagreeing.
+		if r.Events == events {
+			if still++; still == 2 {
+				break
+			}
+		} else {
+			still = 0
+		}
+	}
+	if sus != nil {
+		sus.report(&r)
+	}
+
+	// The closing read: every spend read so far was decided against credits
+	// durable before it was written, so all of them are in the log by now.
+	f.closing = true
+	if err := f.read(ctx, src, &r); err != nil {
+		return Report{}, err
 	}
 	if err := f.confirmDuplicates(ctx, src, &r); err != nil {
 		return Report{}, err
 	}
-	r.Players = len(f.wallets)
-
-	if err := checkHotspots(ctx, src, &f, &r); err != nil {
-		return Report{}, err
-	}
-	if err := checkWallets(ctx, src, &f, &r); err != nil {
-		return Report{}, err
-	}
-	r.Checked = []string{I1, I2, I3, I4, I7}
-	if scores != nil {
-		if err := checkScores(ctx, scores, &f, &r); err != nil {
-			return Report{}, err
-		}
-		r.Checked = []string{I1, I2, I3, I4, I5, I7}
-	}
+	checkSpends(f, &r)
 	return r, nil
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // apply folds one event into f, checking what can be checked in log order.
@@ -266,6 +416,11 @@ func (f *fold) apply(r *Report, e *hunt.Event) {
 		f.seen(f.holders, f.grantHash(e))
 		w.credits += e.Reward
 		f.points[scoreKey{e.Hunt, e.Player}] += e.Points
+		if t := f.tail; t != nil {
+			t.grants[sk]++
+			t.credits[e.Player] += e.Reward
+			t.points[scoreKey{e.Hunt, e.Player}] += e.Points
+		}
 	case hunt.KindSpendCompleted:
 		if e.Outcome != hunt.Spent && e.Outcome != hunt.InsufficientFunds {
 			r.violate(I7, "spend %s has outcome %s", e.Epoch, e.Outcome)
@@ -276,8 +431,16 @@ func (f *fold) apply(r *Report, e *hunt.Event) {
 		}
 		r.Spends++
 		w.spent += e.Amount
+		if t := f.tail; t != nil {
+			t.spent[e.Player] += e.Amount
+		}
 		if e.Balance < 0 {
 			r.violate(I4, "player %s: spend %s left balance %d < 0", e.Player, e.Epoch, e.Balance)
+		}
+		if f.closing {
+			// Its credits may be in partitions the closing read had passed.
+			w.late += e.Amount
+			return
 		}
 		// Credits only accumulate, so no spend can leave more than all the
 		// player's credits minus everything spent up to it. Credits from other
@@ -342,6 +505,9 @@ func (f *fold) confirmDuplicates(ctx context.Context, src Source, r *Report) err
 		first[k] = e.Epoch
 	}
 	err := src.Events(ctx, nil, func(e *hunt.Event) error {
+		if e.Epoch.Seq > f.lastSeq[e.Epoch.Partition] {
+			return nil // written after the fold's reads: not folded
+		}
 		if _, ok := f.suspects[f.idemHash(e)]; ok {
 			check(dupKey{I3, string(e.Player), e.Key, ""}, e)
 		}
@@ -358,32 +524,191 @@ func (f *fold) confirmDuplicates(ctx context.Context, src Source, r *Report) err
 	return nil
 }
 
-// checkHotspots compares the fold's grants with each hotspot's tickets (I1)
-// and with the tickets_left the engine reports (I7).
-func checkHotspots(ctx context.Context, src Source, f *fold, r *Report) error {
+// waitScores waits, when scores can, until the projection has applied
+// everything the fold read. The projection is fed after the engine publishes
+// an event, so the engine's state then shows at least the fold.
+func waitScores(ctx context.Context, scores Scores, f *fold) error {
+	w, ok := scores.(waiter)
+	if !ok {
+		return nil
+	}
+	parts := make([]geo.Partition, 0, len(f.lastSeq))
+	for p := range f.lastSeq {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	for _, p := range parts {
+		if err := w.Wait(ctx, hunt.Epoch{Partition: p, Seq: f.lastSeq[p]}); err != nil {
+			return fmt.Errorf("audit: wait for the leaderboard to reach %d.%d: %w", p, f.lastSeq[p], err)
+		}
+	}
+	return nil
+}
+
+// pending holds the state reads that disagreed with the fold they were read
+// after, with what was read; after the next read of the log, those that the
+// log's tail does not explain, with the violation they would be.
+type pending struct {
+	spots   map[spotKey]spotRead
+	wallets map[hunt.PlayerID]walletRead
+	scores  map[scoreKey]scoreRead
+}
+
+type spotRead struct {
+	tickets, left int64
+	detail        string
+}
+
+type walletRead struct {
+	balance int64
+	detail  string
+}
+
+type scoreRead struct {
+	score  int64
+	ranked bool
+	detail string
+}
+
+func newPending() *pending {
+	return &pending{spots: map[spotKey]spotRead{}, wallets: map[hunt.PlayerID]walletRead{}, scores: map[scoreKey]scoreRead{}}
+}
+
+func (p *pending) empty() bool {
+	return len(p.spots) == 0 && len(p.wallets) == 0 && len(p.scores) == 0
+}
+
+// settle checks every read against the fold before and after t (f has
+// folded t) and returns those outside it, each with its violation.
+func (p *pending) settle(f *fold, t *tail) *pending {
+	out := newPending()
+	for sk, v := range p.spots {
+		g2 := f.granted[sk]
+		g1 := g2 - t.grants[sk]
+		if v.left >= v.tickets-g2 && v.left <= v.tickets-g1 {
+			continue
+		}
+		if g1 == g2 {
+			v.detail = fmt.Sprintf("hotspot %s/%s tickets_left %d, fold says %d (tickets %d − granted %d)",
+				sk.hunt, sk.hotspot, v.left, v.tickets-g1, v.tickets, g1)
+		} else {
+			v.detail = fmt.Sprintf("hotspot %s/%s tickets_left %d, fold says %d to %d while it was read (tickets %d − granted %d to %d)",
+				sk.hunt, sk.hotspot, v.left, v.tickets-g2, v.tickets-g1, v.tickets, g1, g2)
+		}
+		out.spots[sk] = v
+	}
+	for pl, v := range p.wallets {
+		w := f.wallets[pl]
+		credits, spent := w.credits-t.credits[pl], w.spent-t.spent[pl]
+		b1 := credits - spent
+		lo, hi := b1-t.spent[pl], b1+t.credits[pl]
+		if v.balance >= lo && v.balance <= hi {
+			continue
+		}
+		if lo == hi {
+			v.detail = fmt.Sprintf("player %s balance %d, fold says %d (credits %d − spent %d)", pl, v.balance, b1, credits, spent)
+		} else {
+			v.detail = fmt.Sprintf("player %s balance %d, fold says %d to %d while it was read (credits %d to %d − spent %d to %d)",
+				pl, v.balance, lo, hi, credits, w.credits, spent, w.spent)
+		}
+		out.wallets[pl] = v
+	}
+	for k, v := range p.scores {
+		p2 := f.points[k]
+		p1 := p2 - t.points[k]
+		switch {
+		case v.ranked && v.score >= p1 && v.score <= p2, !v.ranked && p1 == 0:
+			continue
+		case !v.ranked && p1 == p2:
+			v.detail = fmt.Sprintf("hunt %s player %s unranked, fold says score %d", k.hunt, k.player, p1)
+		case !v.ranked:
+			v.detail = fmt.Sprintf("hunt %s player %s unranked, fold says score %d to %d while it was read", k.hunt, k.player, p1, p2)
+		case p1 == p2:
+			v.detail = fmt.Sprintf("hunt %s player %s score %d, fold says %d", k.hunt, k.player, v.score, p1)
+		default:
+			v.detail = fmt.Sprintf("hunt %s player %s score %d, fold says %d to %d while it was read", k.hunt, k.player, v.score, p1, p2)
+		}
+		out.scores[k] = v
+	}
+	return out
+}
+
+// report adds the violations of p, in a stable order: hotspots, wallets, scores.
+func (p *pending) report(r *Report) {
+	spots := slices.SortedFunc(maps.Keys(p.spots), compareSpots)
+	for _, sk := range spots {
+		r.violate(I7, "%s", p.spots[sk].detail)
+	}
+	for _, pl := range slices.Sorted(maps.Keys(p.wallets)) {
+		r.violate(I4, "%s", p.wallets[pl].detail)
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(p.scores), compareScores) {
+		r.violate(I5, "%s", p.scores[k].detail)
+	}
+}
+
+func compareSpots(a, b spotKey) int {
+	if c := strings.Compare(string(a.hunt), string(b.hunt)); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.hotspot), string(b.hotspot))
+}
+
+func compareScores(a, b scoreKey) int {
+	if c := strings.Compare(string(a.hunt), string(b.hunt)); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.player), string(b.player))
+}
+
+// checkHotspots reads the hotspots (all of them when first, else those in
+// sus) and notes in p those whose tickets_left differs from the fold (I7).
+// When first it also checks each hotspot's grants against its tickets (I1)
+// and that every hotspot the fold granted is listed (I7).
+func checkHotspots(ctx context.Context, src Source, f *fold, r *Report, first bool, sus *pending, p *pending) error {
 	hunts, err := src.Hunts(ctx)
 	if err != nil {
 		return fmt.Errorf("audit: list hunts: %w", err)
 	}
-	seen := make(map[spotKey]bool, len(f.granted))
+	var seen map[spotKey]bool
+	var want map[hunt.HuntID]bool
+	if first {
+		seen = make(map[spotKey]bool, len(f.granted))
+	} else {
+		want = map[hunt.HuntID]bool{}
+		for sk := range sus.spots {
+			want[sk.hunt] = true
+		}
+	}
 	for _, h := range hunts {
+		if !first && !want[h.ID] {
+			continue
+		}
 		err := src.Hotspots(ctx, h.ID, func(v hunt.HotspotView) error {
-			r.Hotspots++
 			sk := spotKey{h.ID, v.ID}
-			seen[sk] = true
 			g := f.granted[sk]
-			if g > v.Tickets {
-				r.violate(I1, "hotspot %s/%s granted %d > tickets %d", h.ID, v.ID, g, v.Tickets)
+			if first {
+				r.Hotspots++
+				seen[sk] = true
+				// Tickets never drop below the grants decided before the read,
+				// and every grant folded so far was.
+				if g > v.Tickets {
+					r.violate(I1, "hotspot %s/%s granted %d > tickets %d", h.ID, v.ID, g, v.Tickets)
+				}
+			} else if _, ok := sus.spots[sk]; !ok {
+				return nil
 			}
-			if left := v.Tickets - g; left != v.TicketsLeft {
-				r.violate(I7, "hotspot %s/%s tickets_left %d, fold says %d (tickets %d − granted %d)",
-					h.ID, v.ID, v.TicketsLeft, left, v.Tickets, g)
+			if v.Tickets-g != v.TicketsLeft {
+				p.spots[sk] = spotRead{tickets: v.Tickets, left: v.TicketsLeft}
 			}
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("audit: list hotspots of %s: %w", h.ID, err)
 		}
+	}
+	if !first {
+		return nil
 	}
 	// Grants of hotspots the engine does not know: the log and the state disagree.
 	var missing []spotKey
@@ -392,78 +717,69 @@ func checkHotspots(ctx context.Context, src Source, f *fold, r *Report) error {
 			missing = append(missing, sk)
 		}
 	}
-	slices.SortFunc(missing, func(a, b spotKey) int {
-		return strings.Compare(string(a.hunt)+"\x00"+string(a.hotspot), string(b.hunt)+"\x00"+string(b.hotspot))
-	})
+	slices.SortFunc(missing, compareSpots)
 	for _, sk := range missing {
 		r.violate(I7, "log grants %d ticket(s) of hotspot %s/%s that the engine does not list", f.granted[sk], sk.hunt, sk.hotspot)
 	}
 	return nil
 }
 
-// checkWallets compares every player's reported balance with the fold (I4).
-func checkWallets(ctx context.Context, src Source, f *fold, r *Report) error {
-	players := make([]hunt.PlayerID, 0, len(f.wallets))
-	for p := range f.wallets {
-		players = append(players, p)
+// checkWallets reads the wallets (of every player folded when first, else
+// those in sus) and notes in p those whose balance differs from the fold (I4).
+func checkWallets(ctx context.Context, src Source, f *fold, first bool, sus *pending, p *pending) error {
+	var players []hunt.PlayerID
+	if first {
+		players = slices.Sorted(maps.Keys(f.wallets))
+	} else {
+		players = slices.Sorted(maps.Keys(sus.wallets))
 	}
-	slices.Sort(players)
-	for _, p := range players {
-		w := f.wallets[p]
-		want := w.credits - w.spent
-		if want < 0 {
-			r.violate(I4, "player %s spent %d > credited %d", p, w.spent, w.credits)
-		}
-		got, err := src.Wallet(ctx, p)
+	for _, pl := range players {
+		w := f.wallets[pl]
+		got, err := src.Wallet(ctx, pl)
 		if err != nil {
-			return fmt.Errorf("audit: wallet of %s: %w", p, err)
+			return fmt.Errorf("audit: wallet of %s: %w", pl, err)
 		}
-		if w.claimed > w.credits {
-			r.violate(I4, "player %s: spend %s implies credits ≥ %d (balance after + spent so far), the log credits %d",
-				p, w.claimedAt, w.claimed, w.credits)
-		}
-		if got.Balance != want {
-			r.violate(I4, "player %s balance %d, fold says %d (credits %d − spent %d)", p, got.Balance, want, w.credits, w.spent)
+		if got.Balance != w.credits-w.spent {
+			p.wallets[pl] = walletRead{balance: got.Balance}
 		}
 	}
 	return nil
 }
 
-// checkScores compares each player's global score per hunt with the fold (I5).
-func checkScores(ctx context.Context, scores Scores, f *fold, r *Report) error {
-	if w, ok := scores.(waiter); ok {
-		parts := make([]geo.Partition, 0, len(f.lastSeq))
-		for p := range f.lastSeq {
-			parts = append(parts, p)
+// checkSpends checks the wallets against the log alone (I4): nobody spent
+// more than they were credited, and no spend's recorded balance needs more
+// credits than the log has.
+func checkSpends(f *fold, r *Report) {
+	for _, pl := range slices.Sorted(maps.Keys(f.wallets)) {
+		w := f.wallets[pl]
+		if spent := w.spent - w.late; spent > w.credits {
+			r.violate(I4, "player %s spent %d > credited %d", pl, spent, w.credits)
 		}
-		slices.Sort(parts)
-		for _, p := range parts {
-			if err := w.Wait(ctx, hunt.Epoch{Partition: p, Seq: f.lastSeq[p]}); err != nil {
-				return fmt.Errorf("audit: wait for the leaderboard to reach %d.%d: %w", p, f.lastSeq[p], err)
-			}
+		if w.claimed > w.credits {
+			r.violate(I4, "player %s: spend %s implies credits ≥ %d (balance after + spent so far), the log credits %d",
+				pl, w.claimedAt, w.claimed, w.credits)
 		}
 	}
-	keys := make([]scoreKey, 0, len(f.points))
-	for k := range f.points {
-		keys = append(keys, k)
+}
+
+// checkScores reads each player's global score per hunt (of every score
+// folded when first, else those in sus) and notes in p those that differ
+// from the fold (I5).
+func checkScores(ctx context.Context, scores Scores, f *fold, first bool, sus *pending, p *pending) error {
+	var keys []scoreKey
+	if first {
+		keys = slices.SortedFunc(maps.Keys(f.points), compareScores)
+	} else {
+		keys = slices.SortedFunc(maps.Keys(sus.scores), compareScores)
 	}
-	slices.SortFunc(keys, func(a, b scoreKey) int {
-		if c := strings.Compare(string(a.hunt), string(b.hunt)); c != 0 {
-			return c
-		}
-		return strings.Compare(string(a.player), string(b.player))
-	})
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
 		want := f.points[k]
 		_, got, ok := scores.Score(k.hunt, "", k.player)
-		switch {
-		case !ok && want != 0:
-			r.violate(I5, "hunt %s player %s unranked, fold says score %d", k.hunt, k.player, want)
-		case ok && got != want:
-			r.violate(I5, "hunt %s player %s score %d, fold says %d", k.hunt, k.player, got, want)
+		if (!ok && want != 0) || (ok && got != want) {
+			p.scores[k] = scoreRead{score: got, ranked: ok}
 		}
 	}
 	return nil

@@ -22,16 +22,45 @@ type fakeSource struct {
 	hotspots map[hunt.HuntID][]hunt.HotspotView
 	wallets  map[hunt.PlayerID]int64
 	err      error // returned by Events when set
-	reads    int   // Events calls
+	reads    int   // Events calls from the start of the log
+	tails    int   // Events calls after some seqs
+	// onState, when set, runs at every read of the state (Hunts, Wallet):
+	// the live writes a test lands between the audit's reads of the log.
+	onState func(s *fakeSource)
+	// onEvents, when set, runs at every Events call, before it reads.
+	onEvents func(s *fakeSource)
+}
+
+// write appends e to partition p's log with the next seq.
+func (s *fakeSource) write(p geo.Partition, e hunt.Event) {
+	var seq hunt.Seq
+	for _, o := range s.events {
+		if o.Epoch.Partition == p {
+			seq = max(seq, o.Epoch.Seq)
+		}
+	}
+	e.Epoch = hunt.Epoch{Partition: p, Seq: seq + 1}
+	e.At = t0.Add(time.Duration(len(s.events)) * time.Millisecond)
+	s.events = append(s.events, e)
 }
 
 func (s *fakeSource) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt.Event) error) error {
-	s.reads++
+	if after == nil {
+		s.reads++
+	} else {
+		s.tails++
+	}
+	if s.onEvents != nil {
+		s.onEvents(s)
+	}
 	if s.err != nil {
 		return s.err
 	}
 	for i := range s.events {
 		e := s.events[i] // fn must not keep it; hand out a copy like a decoder would
+		if p := int(e.Epoch.Partition); p < len(after) && e.Epoch.Seq <= after[p] {
+			continue
+		}
 		if err := fn(&e); err != nil {
 			return err
 		}
@@ -39,7 +68,12 @@ func (s *fakeSource) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt
 	return nil
 }
 
-func (s *fakeSource) Hunts(ctx context.Context) ([]hunt.Hunt, error) { return s.hunts, nil }
+func (s *fakeSource) Hunts(ctx context.Context) ([]hunt.Hunt, error) {
+	if s.onState != nil {
+		s.onState(s)
+	}
+	return s.hunts, nil
+}
 
 func (s *fakeSource) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.HotspotView) error) error {
 	vs, ok := s.hotspots[id]
@@ -55,12 +89,16 @@ func (s *fakeSource) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.
 }
 
 func (s *fakeSource) Wallet(ctx context.Context, p hunt.PlayerID) (hunt.Wallet, error) {
+	if s.onState != nil {
+		s.onState(s)
+	}
 	return hunt.Wallet{Player: p, Balance: s.wallets[p]}, nil
 }
 
 type fakeScores struct {
 	scores map[string]int64 // "hunt/player"
 	waited []hunt.Epoch
+	onWait func() // when set, runs at every Wait: the engine publishing
 }
 
 func (f *fakeScores) Score(h hunt.HuntID, region string, p hunt.PlayerID) (int, int64, bool) {
@@ -73,6 +111,9 @@ func (f *fakeScores) Score(h hunt.HuntID, region string, p hunt.PlayerID) (int, 
 
 func (f *fakeScores) Wait(ctx context.Context, e hunt.Epoch) error {
 	f.waited = append(f.waited, e)
+	if f.onWait != nil {
+		f.onWait()
+	}
 	return nil
 }
 
@@ -152,7 +193,7 @@ func TestCheckCleanLog(t *testing.T) {
 		t.Fatalf("Check(clean) = %+v; want OK with no violations", r)
 	}
 	want := Report{OK: true, Events: 9, Claims: 6, Grants: 3, Spends: 2, Players: 4, Hotspots: 3,
-		Checked: []string{I1, I2, I3, I4, I5, I7}, Violations: []Violation{}}
+		Checked: []string{I1, I2, I3, I4, I5, I7}, Violations: []Violation{}, Rounds: 1}
 	if got := fmt.Sprintf("%+v", r); got != fmt.Sprintf("%+v", want) {
 		t.Errorf("Check(clean) = %s; want %+v", got, want)
 	}
@@ -408,4 +449,95 @@ func BenchmarkCheck(b *testing.B) {
 			b.Fatalf("Check = %s, %v; want OK", r.Verdict(), err)
 		}
 	}
+}
+
+// TestCheckUnderLiveWrites lands writes between the audit's reads the way a
+// live engine does; none of them is a violation, and a real one among them
+// is still found.
+func TestCheckUnderLiveWrites(t *testing.T) {
+	once := func(fn func(s *fakeSource)) func(s *fakeSource) {
+		done := false
+		return func(s *fakeSource) {
+			if !done {
+				done = true
+				fn(s)
+			}
+		}
+	}
+	t.Run("state ahead of the first read of the log", func(t *testing.T) {
+		src, sc := clean()
+		// A grant of b to bob lands after the log was read, before the
+		// state is: the state shows it, the log's tail has it.
+		src.onState = once(func(s *fakeSource) {
+			s.write(1, claim("bob", "k9", "b", hunt.Granted, 7, 70))
+			s.hotspots["h"][1].TicketsLeft--
+			s.wallets["bob"] += 7
+			sc.scores["h/bob"] += 70
+		})
+		r := mustCheck(t, src, sc)
+		if !r.OK || r.Rounds != 1 || r.Events != 10 {
+			t.Fatalf("Check(grant during the read) = %s (%d rounds, %d events); want OK in 1 round, 10 events", r.Verdict(), r.Rounds, r.Events)
+		}
+	})
+	t.Run("log ahead of the state until published", func(t *testing.T) {
+		src, sc := clean()
+		// The grant is in the log but the engine publishes it only later,
+		// before the projection (fed after publishing) reaches it.
+		src.write(1, claim("bob", "k9", "b", hunt.Granted, 7, 70))
+		sc.onWait = func() {
+			src.hotspots["h"][1].TicketsLeft = 3
+			src.wallets["bob"] = 17
+			sc.scores["h/bob"] = 170
+		}
+		if r := mustCheck(t, src, sc); !r.OK {
+			t.Fatalf("Check(grant published after the log read) = %s; want OK", r.Verdict())
+		}
+	})
+	t.Run("a spend reserved before it is in the log", func(t *testing.T) {
+		src, sc := clean()
+		// bob's spend of 4 is taken off his balance when decided and lands
+		// in the log only at the audit's second read of the tail.
+		src.onState = once(func(s *fakeSource) { s.wallets["bob"] -= 4 })
+		src.onEvents = func(s *fakeSource) {
+			if s.tails == 2 {
+				s.write(2, spend("bob", "k9", hunt.Spent, 4, 6))
+			}
+		}
+		r := mustCheck(t, src, sc)
+		if !r.OK || r.Rounds != 2 {
+			t.Fatalf("Check(reserved spend) = %s (%d rounds); want OK in 2 rounds", r.Verdict(), r.Rounds)
+		}
+	})
+	t.Run("a real violation under writes", func(t *testing.T) {
+		src, sc := clean()
+		src.wallets["bob"] = 110 // a credit nobody granted
+		src.hotspots["h"] = append(src.hotspots["h"], hunt.HotspotView{Hotspot: hunt.Hotspot{ID: "d", Tickets: 1000}, TicketsLeft: 1000})
+		n := 0
+		src.onEvents = func(s *fakeSource) {
+			// Every read of the log finds a new grant of d, shown by the state.
+			n++
+			p := hunt.PlayerID(fmt.Sprintf("p%d", n))
+			s.write(3, claim(string(p), "k", "d", hunt.Granted, 1, 1))
+			s.hotspots["h"][3].TicketsLeft--
+			s.wallets[p] = 1
+			sc.scores["h/"+string(p)] = 1
+		}
+		r := mustCheck(t, src, sc)
+		want := Violation{Invariant: I4, Detail: "player bob balance 110, fold says 10 (credits 10 − spent 0)"}
+		if r.OK || r.ViolationCount != 1 || !slices.Contains(r.Violations, want) {
+			t.Fatalf("Check(bob's wallet corrupted, under writes) = %v; want exactly %v", r.Violations, want)
+		}
+		if r.Rounds != RoundsMax {
+			t.Errorf("Rounds = %d; want %d (the log moved every round)", r.Rounds, RoundsMax)
+		}
+	})
+	t.Run("a real violation on a still system", func(t *testing.T) {
+		src, sc := clean()
+		src.hotspots["h"][1].TicketsLeft = 5
+		r := mustCheck(t, src, sc)
+		want := Violation{Invariant: I7, Detail: "hotspot h/b tickets_left 5, fold says 4 (tickets 5 − granted 1)"}
+		if r.OK || !slices.Contains(r.Violations, want) || r.Rounds != 2 {
+			t.Fatalf("Check(still, h/b wrong) = %v in %d rounds; want %v in 2", r.Violations, r.Rounds, want)
+		}
+	})
 }
