@@ -1,6 +1,7 @@
 // Command cairn is the Cairn treasure-hunt backend: `cairn serve` runs it,
 // `cairn token` mints a player token, `cairn load` drives load at a server and
-// `cairn verify` checks the invariants. Only this package reads flags, the
+// `cairn verify` checks the invariants, `cairn import` streams a file of
+// hotspots to a server. Only this package reads flags, the
 // environment and signals; everything else receives its configuration.
 package main
 
@@ -21,6 +22,7 @@ commands:
   token    mint a player token (HS256, signed with CAIRN_SECRET)
   load     drive an open-loop load at a server and verify it afterwards
   verify   check the invariants I1-I5 and I7 of a server or a data directory
+  import   stream a file of hotspots (NDJSON, JSON array or CSV) to a server's hunt
 
 Run 'cairn <command> -h' for a command's flags.
 `
@@ -39,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"token":  runToken,
 		"load":   runLoad,
 		"verify": runVerify,
+		"import": runImport,
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
@@ -55,6 +58,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := cmd(ctx, args[1:], stdout, stderr); err != nil {
 		if errors.Is(err, errUsage) {
 			return 2
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			fmt.Fprintf(stderr, "cairn %s: %v\n", args[0], err)
+			return ee.code
 		}
 		fmt.Fprintf(stderr, "cairn %s: %v\n", args[0], err)
 		return 1
