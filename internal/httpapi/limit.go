@@ -179,6 +179,7 @@ func (s *Server) allow(w http.ResponseWriter, r *http.Request, lim Limiter, key 
 		return true
 	}
 	shed.Inc()
+	s.countError(http.StatusTooManyRequests)
 	writeRateLimited(w, wait, who)
 	return false
 }

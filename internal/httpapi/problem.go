@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
 	"github.com/cairnhq/cairn/internal/jsonwire"
@@ -178,7 +180,32 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, e
 	case "too_many_subscribers":
 		s.shedSubscribers.Inc()
 	}
+	s.countError(p.status)
 	writeProblem(w, p, detail, ext)
+}
+
+// errorCounters resolves cairn_http_errors_total{status} once for every
+// status an error answer can have, so counting one is a map read.
+func errorCounters(v *prometheus.CounterVec) map[int]prometheus.Counter {
+	m := map[int]prometheus.Counter{}
+	add := func(status int) {
+		if m[status] == nil {
+			m[status] = v.WithLabelValues(strconv.Itoa(status))
+		}
+	}
+	for _, row := range problemTable {
+		add(row.p.status)
+	}
+	add(problemInternal.status)
+	add(problemRateLimited.status)
+	return m
+}
+
+// countError counts one error answer of status (the map is read-only once built).
+func (s *Server) countError(status int) {
+	if c := s.errorCount[status]; c != nil {
+		c.Inc()
+	}
 }
 
 // shedDetail is the fixed detail of a 5xx, so no internal error text leaks.

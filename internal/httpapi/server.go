@@ -215,6 +215,8 @@ type Server struct {
 	// Refusals decided here; the engine counts its own (overloaded,
 	// unavailable) and the replays, so they are not counted twice.
 	shedTimeout, shedNotCaughtUp, shedSubscribers prometheus.Counter
+	// errorCount: cairn_http_errors_total by status (errorCounters).
+	errorCount map[int]prometheus.Counter
 
 	// bufs recycles request and answer buffers of the claim and spend paths.
 	bufs sync.Pool
@@ -242,6 +244,7 @@ func New(cfg Config) (*Server, error) {
 		shedRateLimited: m.Shed.WithLabelValues("rate_limited"),
 		shedIPLimited:   m.Shed.WithLabelValues("ip_rate_limited"),
 		limitErrLog:     rate.Sometimes{Interval: 10 * time.Second},
+		errorCount:      errorCounters(m.HTTPErrors),
 	}
 	if err := s.newLimiters(); err != nil {
 		return nil, err
@@ -423,6 +426,7 @@ func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
 	s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
 	// If the handler already wrote its header this second header is ignored
 	// by net/http (and logged by it); the client sees a truncated answer.
+	s.countError(problemInternal.status)
 	writeProblem(w, problemInternal, "internal error; the server log has the details", nil)
 }
 

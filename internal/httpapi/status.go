@@ -49,14 +49,8 @@ func (s *Server) consistency(w http.ResponseWriter, r *http.Request) {
 		c := component{Component: st.Component, Epoch: st.Epoch, At: st.At}
 		var lagEvents uint64
 		var lagMs int64
-		if e, ok := byPart[partitionOf(st)]; ok && e.Epoch.Seq > st.Epoch.Seq {
-			lagEvents = uint64(e.Epoch.Seq - st.Epoch.Seq)
-			if st.At.IsZero() {
-				lagMs = now.Sub(e.At).Milliseconds()
-			} else {
-				lagMs = e.At.Sub(st.At).Milliseconds()
-			}
-			lagMs = max(lagMs, 0)
+		if e, ok := byPart[partitionOf(st)]; ok {
+			lagEvents, lagMs = projectionLag(e, st, now)
 		}
 		c.LagEvents, c.LagMs = &lagEvents, &lagMs
 		out = append(out, c)

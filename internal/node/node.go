@@ -129,6 +129,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	log.Info("leaderboard rebuilt from the log", "took", time.Since(start).Round(time.Millisecond))
+	if cfg.Registry != nil {
+		if err := cfg.Registry.Register(api.LagCollector()); err != nil {
+			return nil, fmt.Errorf("node: registering the partition lag gauges: %w", err)
+		}
+	}
 
 	n := &Node{cfg: cfg, log: log, eng: eng, board: board, api: api}
 	if cfg.Addr != "" {

@@ -53,6 +53,18 @@ type Metrics struct {
 	ProjectionStaleness *prometheus.HistogramVec
 	// Retries: internal retries (reclaimed stream entries, reconnects), by kind.
 	Retries *prometheus.CounterVec
+	// HTTPErrors: problem answers from the error table (not decided
+	// refusals such as sold_out, which Outcomes counts), by HTTP status.
+	HTTPErrors *prometheus.CounterVec
+	// DiskGuard: 1 while the embedded engine refuses writes because its
+	// disk is nearly full. A vector without labels, so that only the engine
+	// that has a disk guard exports it (Engine resolves it with WithLabelValues()).
+	DiskGuard *prometheus.GaugeVec
+	// RedisUp: 1 while the Redis engine's health probe reaches Redis (Redis
+	// engine only; a vector without labels, like DiskGuard).
+	RedisUp *prometheus.GaugeVec
+	// RedisPing: seconds of each health probe's PING round trip (Redis engine only).
+	RedisPing *prometheus.HistogramVec
 
 	claimLatency prometheus.Observer
 	spendLatency prometheus.Observer
@@ -109,6 +121,19 @@ func New(reg prometheus.Registerer) *Metrics {
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_retries_total", Help: "Internal retries by kind.",
 		}, []string{"kind"}),
+		HTTPErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_http_errors_total", Help: "Error answers (problem+json from the error table, not decided refusals) by HTTP status.",
+		}, []string{"status"}),
+		DiskGuard: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_disk_guard_active", Help: "1 while writes are refused because the store's disk is nearly full (embedded engine).",
+		}, nil),
+		RedisUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_redis_up", Help: "1 while the health probe reaches Redis (Redis engine).",
+		}, nil),
+		RedisPing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cairn_redis_ping_duration_seconds", Help: "Round trip of the Redis health probe's PING (Redis engine).",
+			Buckets: latencyBuckets,
+		}, nil),
 	}
 	m.claimLatency = m.RequestLatency.WithLabelValues(Service, OpClaim)
 	m.spendLatency = m.RequestLatency.WithLabelValues(Service, OpSpend)
@@ -119,6 +144,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.RequestLatency, m.Outcomes, m.Replays, m.Shed, m.BatchSize, m.CommitLatency,
 			m.GroupSize, m.GroupBatches,
 			m.InboxDepth, m.ConsumerLag, m.DeadLetters, m.ProjectionStaleness, m.Retries,
+			m.HTTPErrors, m.DiskGuard, m.RedisUp, m.RedisPing,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/engine/enginetest"
 	"github.com/cairnhq/cairn/internal/hunt"
@@ -35,14 +38,29 @@ func TestDiskLow(t *testing.T) {
 	if e.failure() != nil {
 		t.Fatalf("a full disk failed the engine: %v", e.failure())
 	}
+	if g := gaugeValue(t, e.diskGuard); g != 1 {
+		t.Fatalf("cairn_disk_guard_active with the disk full = %v; want 1", g)
+	}
 
 	e.diskMin.Store(1) // space is back
 	e.diskCheckedNs.Store(0)
 	if err := e.Ready(); err != nil {
 		t.Fatalf("Ready after space returned = %v; want nil", err)
 	}
+	if g := gaugeValue(t, e.diskGuard); g != 0 {
+		t.Fatalf("cairn_disk_guard_active after space returned = %v; want 0", g)
+	}
 	res, err := e.Claim(c, claimAt("p0", "k", "gold"))
 	if err != nil || res.Replayed || res.Event.Outcome != hunt.Granted {
 		t.Fatalf("retry after space returned = %+v (replayed %v), %v; want a fresh grant", res.Event, res.Replayed, err)
 	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

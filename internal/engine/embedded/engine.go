@@ -95,6 +95,7 @@ type Engine struct {
 
 	shedOverloaded  prometheus.Counter
 	shedUnavailable prometheus.Counter
+	diskGuard       prometheus.Gauge // 1 while diskLow
 
 	sinks struct {
 		sync.Mutex
@@ -149,6 +150,7 @@ func Open(cfg Config) (*Engine, error) {
 		failCh:          make(chan struct{}),
 		shedOverloaded:  cfg.Metrics.Shed.WithLabelValues("overloaded"),
 		shedUnavailable: cfg.Metrics.Shed.WithLabelValues("unavailable"),
+		diskGuard:       cfg.Metrics.DiskGuard.WithLabelValues(),
 	}
 	e.diskMin.Store(cfg.DiskFreeMinBytes)
 	e.idem.init(db, cfg.IdempotencyWindow, cfg.IdemCacheLenMax, cfg.IdemKeysExpected)
@@ -222,6 +224,7 @@ func (e *Engine) checkDisk() bool {
 	free, err := diskFree(e.cfg.Dir)
 	low := err == nil && free < uint64(min)
 	if was := e.diskLow.Swap(low); was != low {
+		e.diskGuard.Set(b2f(low))
 		if low {
 			e.log.Error("disk nearly full: refusing writes until space returns",
 				"dir", e.cfg.Dir, "free_bytes", free, "min_bytes", min)
@@ -230,6 +233,14 @@ func (e *Engine) checkDisk() bool {
 		}
 	}
 	return low
+}
+
+// b2f is 1 for true, 0 for false (a gauge's value).
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // writable reports whether writes may be attempted at all.

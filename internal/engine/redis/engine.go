@@ -96,6 +96,9 @@ type Engine struct {
 	logKeys   []string
 	partOfKey map[string]geo.Partition
 	lagGauge  []prometheus.Gauge
+	// upGauge is 1 while the health probe reaches Redis; pingSeconds times its PING.
+	upGauge     prometheus.Gauge
+	pingSeconds prometheus.Observer
 
 	channel     string // this node's answer channel
 	incarnation string // request ids are incarnation.counter: unique across restarts
@@ -201,6 +204,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		logKeys:     make([]string, cfg.Partitions),
 		partOfKey:   make(map[string]geo.Partition, 2*cfg.Partitions),
 		lagGauge:    telemetry.PartitionGauges(cfg.Metrics.ConsumerLag, cfg.Partitions),
+		upGauge:     cfg.Metrics.RedisUp.WithLabelValues(),
+		pingSeconds: cfg.Metrics.RedisPing.WithLabelValues(),
 		channel:     keyDone(cfg.Consumer),
 		incarnation: randomHex(6),
 		hsCache:     make(map[hsKey]geo.Partition),
@@ -209,6 +214,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		started:     make(chan struct{}),
 		stopping:    make(chan struct{}),
 	}
+	// The retry kinds exist from the start (at 0), so dashboards and alerts
+	// see a series before the first reconnect or reclaim.
+	cfg.Metrics.Retries.WithLabelValues("reclaim")
+	cfg.Metrics.Retries.WithLabelValues("reconnect")
 	if e.ap, err = e.rdb.AutoPipeline(); err != nil {
 		e.rdb.Close()
 		e.blk.Close()
@@ -236,6 +245,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.avail.set(true, nil)
+	e.upGauge.Set(1)
 	return e, nil
 }
 

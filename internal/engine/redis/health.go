@@ -75,7 +75,11 @@ func (e *Engine) healthLoop(ctx context.Context) {
 		case <-e.kick:
 		}
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
+		pinged := time.Now()
 		err := e.hc.Ping(pctx).Err()
+		if err == nil {
+			e.pingSeconds.Observe(time.Since(pinged).Seconds())
+		}
 		if up, _, _ := e.avail.get(); err == nil && !up {
 			err = e.setup(pctx)
 		}
@@ -97,6 +101,7 @@ func (e *Engine) healthLoop(ctx context.Context) {
 		}
 		slow = 0
 		if e.avail.set(true, nil) {
+			e.upGauge.Set(1)
 			e.met.Retries.WithLabelValues("reconnect").Inc()
 			e.log.Warn("redis engine: redis is back; taking claims again")
 		}
@@ -107,6 +112,7 @@ func (e *Engine) healthLoop(ctx context.Context) {
 // may still be decided later, and a retry with the same key replays that.
 func (e *Engine) markDown(err error) {
 	if e.avail.set(false, err) {
+		e.upGauge.Set(0)
 		e.log.Warn("redis engine: redis unavailable; answering 503 until it is back", "err", err)
 	}
 	e.waiters.failAll(unavailable("redis", err))
