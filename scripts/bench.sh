@@ -22,7 +22,10 @@
 # commit figures from /metrics and `cairn verify`; see run_ceiling).
 # Env: CAIRN (binary; default: built into the temp dir), BENCH_TIMEOUT
 # (default 1800 s), GOGC (passed to the server), STORE (default embedded; a
-# redis:// URL runs the same scenarios on the Redis engine), REDIS_MODE,
+# redis:// URL runs the same scenarios on the Redis engine; `redis` starts a
+# fresh redis-server per scenario on a free port, appendonly yes, appendfsync
+# always, and with `ceiling` also measures the claim Function called directly
+# with redis-benchmark, see run_function_ceiling), REDIS_MODE,
 # BENCH_PROFILE (a directory: the server runs with --pprof-addr; `ceiling`
 # saves a 4 s CPU profile of the claim run as cpu-ceiling.pprof, the load
 # words save the heap after two forced collections as heap-WORD.pprof and
@@ -35,10 +38,15 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
 STORE=${STORE:-embedded}
 REDIS_MODE=${REDIS_MODE:-direct}
 server_pid=""
+redis_pid=""
+store_url=$STORE
 
 cleanup() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  fi
+  if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
+    kill -9 "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
 }
@@ -59,8 +67,26 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# start_redis NAME: a fresh durable redis-server for STORE=redis; sets
+# redis_port, redis_pid and store_url.
+start_redis() {
+  redis_port=$(free_port)
+  mkdir -p "$work/redis-$1"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work/redis-$1" --save "" --appendonly yes \
+    --appendfsync always --daemonize no --logfile "$work/redis-$1/redis.log" &
+  redis_pid=$!
+  local deadline=$((SECONDS + 15))
+  until [[ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" == PONG ]]; do
+    if ((SECONDS > deadline)); then echo "bench.sh: redis-server did not start" >&2; exit 1; fi
+    sleep 0.05
+  done
+  store_url="redis://127.0.0.1:$redis_port/0"
+  echo "# redis-server --port $redis_port --appendonly yes --appendfsync always --save \"\" (fresh, for $1)" >&2
+}
+
 start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
   local name=$1; shift
+  if [[ "$STORE" == redis ]]; then start_redis "$name"; fi
   port=$(free_port)
   data=$work/data-$name
   rm -rf "$data"
@@ -71,7 +97,7 @@ start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
     pprof_flags=(--pprof-addr "127.0.0.1:$pprof_port")
   fi
   "$CAIRN" serve --data "$data" --addr "127.0.0.1:$port" --claim-rate 0 "${pprof_flags[@]}" "$@" \
-    --store "$STORE" --redis-mode "$REDIS_MODE" --log-level warn >"$work/server-$name.log" 2>&1 &
+    --store "$store_url" --redis-mode "$REDIS_MODE" --log-level warn >"$work/server-$name.log" 2>&1 &
   server_pid=$!
   local deadline=$((SECONDS + 30))
   until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" == 200 ]]; do
@@ -84,6 +110,9 @@ start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
 
 stop_server() {
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  if [[ -n "$redis_pid" ]]; then
+    kill -9 "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""
+  fi
 }
 
 metrics_summary() { # batch size, commit latency, staleness and server-side claim p99 from /metrics
@@ -260,7 +289,9 @@ run_ceiling() {
   echo "# TOKENS=ceiling-tokens.txt HOTSPOTS=ceiling-hotspots.txt wrk -t1 -c64 -d$d --latency -s scripts/ceiling.lua $base/" >&2
   HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
     wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
-  local wrk_pid=$!
+  local wrk_pid=$! redis_t0="" server_t0
+  server_t0=$(cpu_ticks "$server_pid")
+  if [[ -n "$redis_pid" ]]; then redis_t0=$(cpu_ticks "$redis_pid"); fi
   if [[ -n "${BENCH_PROFILE:-}" ]]; then
     sleep 2 # into the run, past wrk's connection set-up
     curl -sf "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=4" >"$BENCH_PROFILE/cpu-ceiling.pprof" ||
@@ -268,6 +299,10 @@ run_ceiling() {
     echo "# CPU profile of the claim run: $BENCH_PROFILE/cpu-ceiling.pprof" >&2
   fi
   wait "$wrk_pid" || return 1
+  # CPU per claim of the server and of Redis: robust to a busy machine, where rates are not.
+  echo "cpu ticks: server $(( $(cpu_ticks "$server_pid") - server_t0 ))" \
+    "redis $([[ -n "$redis_t0" ]] && echo $(( $(cpu_ticks "$redis_pid") - redis_t0 )) || echo -)" \
+    "clk_tck $(getconf CLK_TCK)" >>"$work/ceiling-claims.txt"
   cat "$work/ceiling-claims.txt"
   curl -sf "$base/metrics" >"$work/ceiling-metrics-1.txt" || return 1
   ceiling_summary "$work/ceiling-healthz.txt" "$work/ceiling-claims.txt" \
@@ -277,7 +312,60 @@ run_ceiling() {
     echo "bench.sh: ceiling FAILED: cairn verify reported a violation (or could not check)" >&2
     rc=1
   fi
+  # After verify: its calls credit players whose keys are not Cairn's.
+  if [[ "$STORE" == redis ]]; then run_function_ceiling || rc=1; fi
   return "$rc"
+}
+
+# run_function_ceiling: the same claim Function, called directly by
+# redis-benchmark (64 connections, one call in flight on each, as wrk's 64
+# connections to Cairn) on the Redis of this run, right after the claim run:
+# fresh players (random ids) at hotspot c0 of the ceiling hunt, granted
+# every time, so each call is the whole grant (tickets, claimers, position,
+# log append, wallet, ledger, idempotency record) fsynced like Cairn's. Prints
+# the Function's rate and p99 and Cairn's share of it.
+run_function_ceiling() {
+  local p lat lon now_s now_ns n=${FUNCTION_CALLS:-100000}
+  p=$(redis-cli -p "$redis_port" hget cairn:hsidx:ceiling c0)
+  read -r _ lat lon < <(head -1 "$work/ceiling-hotspots.txt")
+  now_s=$(date +%s); now_ns=0
+  local t="cairn:{p$p}:" u="cairn:{u:d__rand_int__}:"
+  echo "# redis-benchmark -p PORT -c 64 -n $n -r 100000000 FCALL cairn_claim 10 <keys of c0 and a random player> <args>" >&2
+  local redis_t0
+  redis_t0=$(cpu_ticks "$redis_pid")
+  redis-benchmark -p "$redis_port" -c 64 -n "$n" -r 100000000 --precision 2 \
+    FCALL cairn_claim 10 cairn:hunt:ceiling "${t}hs:ceiling:c0" "${t}cl:ceiling:c0" "${t}seq" "${t}log" \
+    "${u}idem" "${u}w" "${u}led" "${u}pos" "${t}req" \
+    d__rand_int__ k__rand_int__ 1 ceiling c0 "$lat" "$lon" "$(printf '%020d' $((now_s * 1000000000)))" "$now_s" "$now_ns" \
+    "$((now_s * 1000))" "$p" "" ClaimProcessor "" bench.1 >"$work/function-ceiling.txt" 2>&1 || return 1
+  echo "cpu ticks: redis $(( $(cpu_ticks "$redis_pid") - redis_t0 )) calls $n" >>"$work/function-ceiling.txt"
+  python3 - "$work/ceiling-claims.txt" "$work/function-ceiling.txt" <<'PY'
+import json, re, sys
+claims, fn = (open(f).read() for f in sys.argv[1:3])
+c_rate = float(re.search(r"Requests/sec:\s+([\d.]+)", claims).group(1))
+m = re.search(r"throughput summary: ([\d.]+) requests per second", fn)
+if not m:
+    sys.exit("function ceiling: no summary in redis-benchmark output: " + fn[-500:])
+f_rate = float(m.group(1))
+lat = re.search(r"latency summary \(msec\):\s*\n\s*avg\s+min\s+p50\s+p95\s+p99\s+max\s*\n\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", fn)
+out = {"function_per_s": round(f_rate), "function_p99_ms": float(lat.group(5)) if lat else None,
+       "claims_per_s": round(c_rate), "share_of_function": round(c_rate / f_rate, 3)}
+# Redis CPU per call: the direct calls against Cairn's claims (answers counted by wrk).
+tck = re.search(r"cpu ticks: server (\d+) redis (\d+) clk_tck (\d+)", claims)
+ftck = re.search(r"cpu ticks: redis (\d+) calls (\d+)", fn)
+n_claims = re.search(r"ceiling answers: (\d+)", claims)
+if tck and ftck and n_claims:
+    hz = int(tck.group(3))
+    out["redis_cpu_us_per_claim"] = round(1e6 * int(tck.group(2)) / hz / int(n_claims.group(1)), 1)
+    out["server_cpu_us_per_claim"] = round(1e6 * int(tck.group(1)) / hz / int(n_claims.group(1)), 1)
+    out["redis_cpu_us_per_function_call"] = round(1e6 * int(ftck.group(1)) / hz / int(ftck.group(2)), 1)
+print(json.dumps(out))
+print("function ceiling: %(function_per_s)d calls/s p99 %(function_p99_ms)s ms; Cairn's claims are %(share_of_function)s of it" % out)
+PY
+}
+
+cpu_ticks() { # utime + stime of PID $1 in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 run_one() {

@@ -1,5 +1,5 @@
 #!lua name=cairn
--- cairn-version: 3
+-- cairn-version: 4
 --
 -- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
 -- REPLACE by internal/engine/redis when the library in Redis is missing or
@@ -8,6 +8,11 @@
 -- Every function decides and applies in one atomic step: Redis runs one
 -- function at a time, so a decision never sees a concurrent write (I1, I2,
 -- I4), and Redis replicates the function's effects, not its call, to the AOF.
+-- Redis does not roll a function back when a command in it fails, so the one
+-- write that can fail on a healthy Redis (the log append: an entry id not
+-- above the stream's last, when the seq counter and the log disagree) comes
+-- first, through pcall, before any other write: a failing append leaves
+-- nothing changed, never a grant or a debit without its event.
 -- The decision rules and their order are hunt.DecideClaim's, the distance is
 -- geo.DistanceM's (same constants, same order of operations), and times come
 -- from the deciding node's clock (ARGV), never from TIME, so a replayed log
@@ -180,11 +185,26 @@ local function finish(kreq, group, entry, chan, rid, answer)
   return answer
 end
 
+-- append writes the event with the partition's next seq, before any other
+-- write of the caller. On failure it returns nil and the error reply, with
+-- nothing written (not even the seq counter).
 local function append(kseq, klog, build)
-  local seq = int(redis.call('INCR', kseq))
+  local seq = int(tonumber(redis.call('GET', kseq) or '0') + 1)
   local e = build(seq)
-  redis.call('XADD', klog, seq .. '-0', 'e', e)
+  local ok = redis.pcall('XADD', klog, seq .. '-0', 'e', e)
+  if type(ok) == 'table' and ok.err then
+    return nil, redis.error_reply('ERR cairn: log append ' .. klog .. ' ' .. seq .. '-0 failed, nothing changed: ' .. ok.err)
+  end
+  redis.call('SET', kseq, seq)
   return seq, e
+end
+
+-- ledger_push adds a ledger record, trimming the list only when it outgrows
+-- its bound (one command less per call than trimming every time).
+local function ledger_push(kled, rec)
+  if redis.call('LPUSH', kled, rec) > LEDGER_LEN_MAX then
+    redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
+  end
 end
 
 -- wallet_touch records that the event (now_ms, part, seq) changed the wallet,
@@ -246,19 +266,21 @@ local function claim_decide(keys, a)
   local reward, points, left = '0', '0', tickets - granted
   if outcome == GRANTED then
     reward, points, left = s[5], s[6], left - 1
-    redis.call('HINCRBY', khs, 'g', 1)
-    redis.call('SADD', kcl, player)
-    redis.call('HSET', kpos, hunt_id, lat_s .. ' ' .. lon_s .. ' ' .. a[9] .. ' ' .. a[10])
   end
   local seq, e = append(kseq, klog, function(seq)
     return event(KIND_CLAIM, outcome, part, seq, now_ms, player, key, fp, hunt_id, hs_id, lat_s, lon_s, s[9],
       reward, points, int(left), '0', '0', '')
   end)
+  if not seq then return e end
+  if outcome == GRANTED then
+    redis.call('HINCRBY', khs, 'g', 1)
+    redis.call('SADD', kcl, player)
+    redis.call('HSET', kpos, hunt_id, lat_s .. ' ' .. lon_s .. ' ' .. a[9] .. ' ' .. a[10])
+  end
   if outcome == GRANTED and reward ~= '0' then -- a grant without reward leaves the wallet alone, as embedded does
     redis.call('HINCRBY', kwal, 'b', reward)
     wallet_touch(kwal, now_ms, part, seq)
-    redis.call('LPUSH', kled, table.concat({ 'claim', part, seq, now_ms, reward, hunt_id, hs_id, '' }, ' '))
-    redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
+    ledger_push(kled, table.concat({ 'claim', part, seq, now_ms, reward, hunt_id, hs_id, '' }, ' '))
   end
   redis.call('HSET', kidem, key, fp .. ' ' .. part .. ' ' .. seq .. ' ' .. rid)
   return 'ok ' .. rid .. ' ' .. e
@@ -280,17 +302,17 @@ local function spend_decide(keys, a)
   local balance = tonumber(redis.call('HGET', kwal, 'b') or '0')
   local outcome = SPENT
   if tonumber(amount_s) > balance then outcome = INSUFFICIENT_FUNDS end
-  if outcome == SPENT then
-    balance = redis.call('HINCRBY', kwal, 'b', '-' .. amount_s)
-  end
+  local after = balance
+  if outcome == SPENT then after = balance - tonumber(amount_s) end
   local seq, e = append(kseq, klog, function(seq)
     return event(KIND_SPEND, outcome, part, seq, now_ms, player, key, fp, '', '', '0', '0', '',
-      '0', '0', '0', amount_s, int(balance), reason)
+      '0', '0', '0', amount_s, int(after), reason)
   end)
+  if not seq then return e end
   if outcome == SPENT then
+    redis.call('HINCRBY', kwal, 'b', '-' .. amount_s)
     wallet_touch(kwal, now_ms, part, seq)
-    redis.call('LPUSH', kled, table.concat({ 'spend', part, seq, now_ms, '-' .. amount_s, '', '', reason }, ' '))
-    redis.call('LTRIM', kled, 0, LEDGER_LEN_MAX - 1)
+    ledger_push(kled, table.concat({ 'spend', part, seq, now_ms, '-' .. amount_s, '', '', reason }, ' '))
   end
   redis.call('HSET', kidem, key, fp .. ' ' .. part .. ' ' .. seq .. ' ' .. rid)
   return 'ok ' .. rid .. ' ' .. e
@@ -334,15 +356,30 @@ end
 
 -- Trim a request stream below what every group has acknowledged: below the
 -- oldest pending entry, or (nothing pending) below the last delivered one.
--- Undelivered entries are above last-delivered-id and always kept.
--- KEYS: req. Answers {lag, pending, trimmed} summed over the groups.
-local function trim(keys)
+-- Undelivered entries are above last-delivered-id and always kept. With
+-- ARGV[1] > 0 it also removes from each group the consumers idle longer than
+-- ARGV[1] ms that hold no pending entry (nodes gone for good: a dead node's
+-- pending entries are first reclaimed by the living, then it is removed).
+-- KEYS: req. ARGV: dead consumer idle ms (0: keep all). Answers {lag,
+-- pending, trimmed, consumers removed} summed over the groups.
+local function trim(keys, a)
   local kreq = keys[1]
-  if redis.call('EXISTS', kreq) == 0 then return { 0, 0, 0 } end
-  local cut, lag, pending = nil, 0, 0
+  if redis.call('EXISTS', kreq) == 0 then return { 0, 0, 0, 0 } end
+  local dead_ms = tonumber(a[1] or '0') or 0
+  local cut, lag, pending, removed = nil, 0, 0, 0
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', kreq)) do
     local m = {}
     for i = 1, #g, 2 do m[g[i]] = g[i + 1] end
+    if dead_ms > 0 then
+      for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', kreq, m['name'])) do
+        local cm = {}
+        for i = 1, #c, 2 do cm[c[i]] = c[i + 1] end
+        if cm['pending'] == 0 and cm['idle'] > dead_ms then
+          redis.call('XGROUP', 'DELCONSUMER', kreq, m['name'], cm['name'])
+          removed = removed + 1
+        end
+      end
+    end
     local c = m['last-delivered-id']
     if m['pending'] > 0 then c = redis.call('XPENDING', kreq, m['name'])[2] end
     if cut == nil or id_less(c, cut) then cut = c end
@@ -351,7 +388,7 @@ local function trim(keys)
   end
   local trimmed = 0
   if cut then trimmed = redis.call('XTRIM', kreq, 'MINID', cut) end
-  return { lag, pending, trimmed }
+  return { lag, pending, trimmed, removed }
 end
 
 -- Move a poison entry to the dead-letter stream, acknowledge it, and tell the

@@ -260,6 +260,9 @@ func (e *Engine) submit(ctx context.Context, r *request, kind hunt.EventKind) (h
 			errCorrupt, r.player, r.key, ev.Epoch, ev.Player, ev.Key)
 	}
 	replayed := a.rid != r.rid
+	if int(ev.Epoch.Partition) < len(e.parts) {
+		e.feed(ev.Epoch.Partition, []hunt.Event{ev}, 0)
+	}
 	e.waitFed(ctx, ev.Epoch)
 	if replayed {
 		e.met.Replays.Inc()

@@ -39,6 +39,10 @@ type Config struct {
 	// MinIdle is how long an entry stays pending with a silent consumer before
 	// another node reclaims it (XAUTOCLAIM); default 5s.
 	MinIdle time.Duration
+	// ConsumerIdleMax: a consumer of the group idle this long with no entry
+	// pending (a node gone for good) is removed from the group by any node's
+	// maintenance; default 10m. Live nodes read at least every 2 s.
+	ConsumerIdleMax time.Duration
 	// DeliveriesMax: an entry delivered this many times without being decided
 	// goes to the partition's dead-letter stream; default 5.
 	DeliveriesMax int
@@ -74,6 +78,7 @@ type Config struct {
 // Defaults.
 const (
 	MinIdleDefault             = 5 * time.Second
+	ConsumerIdleMaxDefault     = 10 * time.Minute
 	DeliveriesMaxDefault       = 5
 	BatchLenMaxDefault         = 256
 	BatchLenMaxMax             = 4096
@@ -89,6 +94,7 @@ func (c Config) withDefaults() Config {
 	c.PrefixLen = cmp.Or(c.PrefixLen, geo.PrefixLenDefault)
 	c.Readers = cmp.Or(c.Readers, min(c.Partitions, ReadersMax))
 	c.MinIdle = cmp.Or(c.MinIdle, MinIdleDefault)
+	c.ConsumerIdleMax = cmp.Or(c.ConsumerIdleMax, ConsumerIdleMaxDefault)
 	c.DeliveriesMax = cmp.Or(c.DeliveriesMax, DeliveriesMaxDefault)
 	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenMaxDefault)
 	c.InflightMax = cmp.Or(c.InflightMax, InflightMaxDefault)
@@ -137,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.MinIdle < time.Millisecond {
 		bad("min idle %v must be >= 1ms", c.MinIdle)
+	}
+	if c.ConsumerIdleMax < 2*max(c.MinIdle, readBlock) {
+		bad("consumer idle max %v must be >= twice max(min idle %v, the %v read block)", c.ConsumerIdleMax, c.MinIdle, readBlock)
 	}
 	if c.DeliveriesMax < 1 {
 		bad("deliveries max %d must be >= 1", c.DeliveriesMax)

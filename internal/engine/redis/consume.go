@@ -261,7 +261,7 @@ func (e *Engine) trim(ctx context.Context) {
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*goredis.Cmd, len(e.reqKeys))
 	for p, k := range e.reqKeys {
-		cmds[p] = pipe.FCall(cctx, "cairn_trim", []string{k})
+		cmds[p] = pipe.FCall(cctx, "cairn_trim", []string{k}, e.cfg.ConsumerIdleMax.Milliseconds())
 	}
 	if _, err := pipe.Exec(cctx); err != nil {
 		e.callErr("trim", err)
@@ -269,8 +269,11 @@ func (e *Engine) trim(ctx context.Context) {
 	}
 	for p, c := range cmds {
 		v, err := c.Int64Slice()
-		if err != nil || len(v) != 3 {
+		if err != nil || len(v) != 4 {
 			continue
+		}
+		if v[3] > 0 {
+			e.log.Info("redis engine: removed idle consumers without pending entries", "stream", e.reqKeys[p], "removed", v[3])
 		}
 		depth := v[0] + v[1] // undelivered + pending
 		e.parts[p].depth.Store(depth)

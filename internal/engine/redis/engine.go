@@ -129,14 +129,19 @@ type hsKey struct {
 	hotspot hunt.HotspotID
 }
 
-// partState is what this node knows of one partition: the tailer's watermark
-// (the last event fed to the sinks) and the request stream's backlog.
+// partState is what this node knows of one partition: the watermark (the
+// last event fed to the sinks) and the request stream's backlog.
 type partState struct {
-	mu    sync.Mutex
-	seq   hunt.Seq
-	at    time.Time
-	ch    chan struct{} // closed and replaced when seq advances
-	depth atomic.Int64
+	// feedMu serialises feeding the sinks for this partition (the tailer and
+	// the answers of this node's own calls both feed, see Engine.feed) and
+	// guards early; mu, taken inside it, guards seq, at and ch for readers.
+	feedMu sync.Mutex
+	early  map[hunt.Seq]hunt.Event // answered events past the watermark, at most earlyLenMax
+	mu     sync.Mutex
+	seq    hunt.Seq
+	at     time.Time
+	ch     chan struct{} // closed and replaced when seq advances
+	depth  atomic.Int64
 }
 
 func (p *partState) advance(seq hunt.Seq, at time.Time) {

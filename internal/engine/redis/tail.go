@@ -36,7 +36,7 @@ func messageEvent(m goredis.XMessage, ev *hunt.Event) error {
 // on every node: each node's leaderboard and live feed see every event,
 // whichever node decided it.
 func (e *Engine) tail(ctx context.Context) {
-	var batch []hunt.Event
+	var batch []hunt.Event // fed synchronously, so reused
 	for ctx.Err() == nil {
 		if !e.waitUp(ctx) {
 			return
@@ -67,7 +67,6 @@ func (e *Engine) tail(ctx context.Context) {
 				continue
 			}
 			batch = batch[:0]
-			next, _, _ := e.parts[p].get()
 			for _, m := range s.Messages {
 				var ev hunt.Event
 				if err := messageEvent(m, &ev); err != nil {
@@ -76,24 +75,79 @@ func (e *Engine) tail(ctx context.Context) {
 					e.log.Error("redis engine: unreadable log entry skipped by the tailer", "stream", s.Stream, "err", err)
 					continue
 				}
-				if ev.Epoch.Seq != next+1 || ev.Epoch.Partition != p {
-					e.log.Error("redis engine: gap in the log", "stream", s.Stream, "want_seq", next+1, "got", ev.Epoch)
+				if ev.Epoch.Partition != p {
+					e.log.Error("redis engine: log entry of another partition", "stream", s.Stream, "got", ev.Epoch)
+					continue
 				}
-				next = ev.Epoch.Seq
 				batch = append(batch, ev)
 			}
-			if len(batch) > 0 {
-				for _, sk := range e.sinks {
-					sk.Committed(p, batch)
-				}
-				last := batch[len(batch)-1]
-				e.parts[p].advance(last.Epoch.Seq, last.At)
-			} else if seq, err := streamSeq(s.Messages[len(s.Messages)-1].ID); err == nil {
-				_, at, _ := e.parts[p].get()
-				e.parts[p].advance(seq, at) // past unreadable records, so the tail moves on
-			}
+			last, _ := streamSeq(s.Messages[len(s.Messages)-1].ID)
+			e.feed(p, batch, last)
 		}
 	}
+}
+
+// earlyLenMax bounds the answered events a partition holds while it waits
+// for an earlier one; past it they are left to the tailer.
+const earlyLenMax = 4096
+
+// feed hands events of partition p to the sinks in seq order, each once, and
+// advances the watermark. Two sources feed it: the tailer, with consecutive
+// events read from the log (fromLog > 0: the seq of the last entry read,
+// which the watermark then passes even if an entry was unreadable or absent),
+// and submit, with the event of an answer this node just received
+// (fromLog == 0). An answered event is fed at once when it is the next one
+// in the partition, so its caller does not wait for the tailer's next round
+// trip; one further ahead (another node's event, or a concurrent answer
+// still on its way, lies before it) waits in early until the gap is filled
+// by either source.
+func (e *Engine) feed(p geo.Partition, evs []hunt.Event, fromLog hunt.Seq) {
+	ps := &e.parts[p]
+	ps.feedMu.Lock()
+	defer ps.feedMu.Unlock()
+	cur, at, _ := ps.get()
+	var out []hunt.Event
+	take := func(ev hunt.Event) {
+		out = append(out, ev)
+		cur, at = ev.Epoch.Seq, ev.At
+	}
+	for _, ev := range evs {
+		switch {
+		case ev.Epoch.Seq <= cur:
+		case ev.Epoch.Seq == cur+1:
+			take(ev)
+		case fromLog > 0:
+			e.log.Error("redis engine: gap in the log", "partition", p, "want_seq", cur+1, "got", ev.Epoch)
+			take(ev)
+		case len(ps.early) < earlyLenMax:
+			if ps.early == nil {
+				ps.early = make(map[hunt.Seq]hunt.Event)
+			}
+			ps.early[ev.Epoch.Seq] = ev
+		}
+		for len(ps.early) > 0 {
+			next, ok := ps.early[cur+1]
+			if !ok {
+				break
+			}
+			delete(ps.early, cur+1)
+			take(next)
+		}
+	}
+	if fromLog > cur {
+		cur = fromLog // past unreadable records, so the tail moves on
+	}
+	for s := range ps.early {
+		if s <= cur {
+			delete(ps.early, s)
+		}
+	}
+	if len(out) > 0 {
+		for _, sk := range e.sinks {
+			sk.Committed(p, out)
+		}
+	}
+	ps.advance(cur, at)
 }
 
 // Events replays the committed log; see engine.Engine. It reads Redis
