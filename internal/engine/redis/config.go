@@ -41,7 +41,8 @@ type Config struct {
 	MinIdle time.Duration
 	// ConsumerIdleMax: a consumer of the group idle this long with no entry
 	// pending (a node gone for good) is removed from the group by any node's
-	// maintenance; default 10m. Live nodes read at least every 2 s.
+	// maintenance; default 10m (or twice MinIdle when that is longer). Live
+	// nodes read at least every 2 s.
 	ConsumerIdleMax time.Duration
 	// DeliveriesMax: an entry delivered this many times without being decided
 	// goes to the partition's dead-letter stream; default 5.
@@ -94,7 +95,9 @@ func (c Config) withDefaults() Config {
 	c.PrefixLen = cmp.Or(c.PrefixLen, geo.PrefixLenDefault)
 	c.Readers = cmp.Or(c.Readers, min(c.Partitions, ReadersMax))
 	c.MinIdle = cmp.Or(c.MinIdle, MinIdleDefault)
-	c.ConsumerIdleMax = cmp.Or(c.ConsumerIdleMax, ConsumerIdleMaxDefault)
+	if c.ConsumerIdleMax == 0 {
+		c.ConsumerIdleMax = max(ConsumerIdleMaxDefault, 2*max(c.MinIdle, readBlock))
+	}
 	c.DeliveriesMax = cmp.Or(c.DeliveriesMax, DeliveriesMaxDefault)
 	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenMaxDefault)
 	c.InflightMax = cmp.Or(c.InflightMax, InflightMaxDefault)
