@@ -26,32 +26,70 @@ const (
 	testAdmin  = "crash-test-admin-token-0123456789"
 )
 
-// buildCairn compiles the binary once per test binary run.
-var buildOnce struct {
-	sync.Once
+// Test-only environment of a faultBinary (faulthook.go); the names are
+// repeated here because faulthook.go is not compiled without its tag, and
+// TestFaultHookNames (tagged) checks that they agree.
+const (
+	hooksEnv   = "CAIRN_TEST_HOOKS"
+	crashAtEnv = "CAIRN_TEST_CRASH_AT"
+	failAtEnv  = "CAIRN_TEST_FAIL_AT"
+)
+
+// faultTag is the build tag that compiles the test hooks in (faulthook.go).
+const faultTag = "cairnfault"
+
+// builds holds the binaries compiled by this test binary run, one per tag
+// set, each built once.
+var builds struct {
+	sync.Mutex
+	m map[string]*built
+}
+
+type built struct {
+	once sync.Once
 	path string
 	err  error
 }
 
-func cairnBinary(t *testing.T) string {
+// buildCairn compiles cmd/cairn with tags (empty: the default, production
+// build) once per test binary run and returns its path.
+func buildCairn(t *testing.T, tags string) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	builds.Lock()
+	if builds.m == nil {
+		builds.m = map[string]*built{}
+	}
+	b := builds.m[tags]
+	if b == nil {
+		b = &built{}
+		builds.m[tags] = b
+	}
+	builds.Unlock()
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "cairn-bin-")
 		if err != nil {
-			buildOnce.err = err
+			b.err = err
 			return
 		}
-		buildOnce.path = filepath.Join(dir, "cairn")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		b.path = filepath.Join(dir, "cairn")
+		out, err := exec.Command("go", "build", "-tags", tags, "-o", b.path, ".").CombinedOutput()
 		if err != nil {
-			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build -tags %q: %v\n%s", tags, err, out)
 		}
 	})
-	if buildOnce.err != nil {
-		t.Fatal(buildOnce.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return buildOnce.path
+	return b.path
 }
+
+// cairnBinary is the binary an operator runs: the default build, without
+// the test hooks.
+func cairnBinary(t *testing.T) string { return buildCairn(t, "") }
+
+// faultBinary is the binary the crash and fault tests run: built with the
+// cairnfault tag, so CAIRN_TEST_* can crash or fail it at a named point.
+func faultBinary(t *testing.T) string { return buildCairn(t, faultTag) }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -201,7 +239,7 @@ func crashLoop(t *testing.T, kills int, extra ...string) {
 		centerLon  = 2.3522
 		spacingDeg = 0.001
 	)
-	bin := cairnBinary(t)
+	bin := faultBinary(t)
 	data := t.TempDir()
 	addr := freeAddr(t)
 	p := startServe(t, bin, data, addr, extra...)

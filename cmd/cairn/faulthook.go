@@ -1,3 +1,5 @@
+//go:build cairnfault
+
 package main
 
 import (
@@ -5,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,18 +17,25 @@ import (
 )
 
 // Test-only fault injection for `cairn serve`, read from the environment.
-// These exist so that the fault tests (faults_test.go) can crash or fail a
-// real binary at an exact point of the claim pipeline. NEVER set them in
-// production:
+// This file is compiled only with the cairnfault build tag
+// (go build -tags cairnfault): the tests that crash or fail a real binary at
+// an exact point of the claim pipeline build it so. The default binary has
+// faulthook_off.go instead, which reads no variable at all, so a leaked test
+// environment can never turn a production process into a kill switch
+// (TestDefaultBinaryHasNoFaultHooks greps the default binary for it).
 //
 //	CAIRN_TEST_HOOKS=1               required; without it the two below are refused
 //	CAIRN_TEST_CRASH_AT=<point>:<n>  kill -9 the process the n-th time point is reached
 //	CAIRN_TEST_FAIL_AT=<point>:<n>   from the n-th time point is reached on, fail the
 //	                                 commit (what a full disk or a failing fsync does)
 //
-// The points are the embedded engine's: mid-batch, before-commit,
-// after-commit, before-answer (embedded.Fault*). Only the embedded store
-// has them.
+// The points are the embedded engine's, every one in embedded.FaultPoints.
+// Adding a point needs no change here: declare embedded.FaultX, call
+// e.hook(FaultX) where the engine reaches it, and list it in
+// embedded.FaultPoints; then CAIRN_TEST_CRASH_AT=x:<n> crashes there. A test
+// that drives the node to the new point and crashes it there goes in
+// faults_test.go (crashRound does the crash; TestCrashPoints covers the claim
+// pipeline's points). Only the embedded store has fault points.
 const (
 	envTestHooks   = "CAIRN_TEST_HOOKS"
 	envTestCrashAt = "CAIRN_TEST_CRASH_AT"
@@ -34,9 +44,6 @@ const (
 
 // errTestHooks wraps every refusal of the test hook variables.
 var errTestHooks = errors.New("test hooks")
-
-// faultPoints are the points the hooks accept.
-var faultPoints = []string{embedded.FaultMidBatch, embedded.FaultBeforeCommit, embedded.FaultAfterCommit, embedded.FaultBeforeAnswer}
 
 // faultAt is one armed hook: act runs when point is reached the n-th time.
 type faultAt struct {
@@ -49,13 +56,9 @@ type faultAt struct {
 func parseFaultAt(name, v string) (*faultAt, error) {
 	point, ns, ok := strings.Cut(v, ":")
 	n, err := strconv.ParseInt(ns, 10, 64)
-	known := false
-	for _, p := range faultPoints {
-		known = known || p == point
-	}
-	if !ok || err != nil || n < 1 || !known {
+	if !ok || err != nil || n < 1 || !slices.Contains(embedded.FaultPoints, point) {
 		return nil, fmt.Errorf("%w: %s=%q: want <point>:<n>, point one of %s, n >= 1",
-			errTestHooks, name, v, strings.Join(faultPoints, ", "))
+			errTestHooks, name, v, strings.Join(embedded.FaultPoints, ", "))
 	}
 	return &faultAt{point: point, n: n}, nil
 }

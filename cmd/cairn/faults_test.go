@@ -9,12 +9,12 @@ package main
 // server's own audit passes. Figures are logged and recorded in docs/FAULTS.md.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -38,67 +38,44 @@ import (
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
-// TestFaultHookEnv: the hooks are refused without CAIRN_TEST_HOOKS=1,
-// with a bad spec and with a store that has no fault points; a fail hook
-// fails from its n-th arrival at its point on, and only there.
-func TestFaultHookEnv(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	env := func(kv ...string) func(string) string {
-		m := map[string]string{}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return func(k string) string { return m[k] }
-	}
-	if h, err := testFaultHook(env(), "embedded", log); h != nil || err != nil {
-		t.Fatalf("testFaultHook(no variables) = %v, %v; want nil, nil", h != nil, err)
-	}
-	for _, c := range []struct {
-		env   func(string) string
-		store string
-	}{
-		{env(envTestCrashAt, "before-commit:1"), "embedded"},                      // no CAIRN_TEST_HOOKS
-		{env(envTestFailAt, "before-commit:1", envTestHooks, "true"), "embedded"}, // only "1" enables
-		{env(envTestCrashAt, "before-commit", envTestHooks, "1"), "embedded"},
-		{env(envTestCrashAt, "before-commit:0", envTestHooks, "1"), "embedded"},
-		{env(envTestCrashAt, "during-lunch:3", envTestHooks, "1"), "embedded"},
-		{env(envTestFailAt, "after-commit:x", envTestHooks, "1"), "embedded"},
-		{env(envTestCrashAt, "mid-batch:3", envTestHooks, "1"), "redis://127.0.0.1:1/0"},
-	} {
-		if h, err := testFaultHook(c.env, c.store, log); h != nil || !errors.Is(err, errTestHooks) {
-			t.Errorf("testFaultHook(%s=%q %s=%q %s=%q, %s) = %v, %v; want a refusal",
-				envTestCrashAt, c.env(envTestCrashAt), envTestFailAt, c.env(envTestFailAt), envTestHooks, c.env(envTestHooks), c.store, h != nil, err)
-		}
-	}
-	h, err := testFaultHook(env(envTestFailAt, "before-commit:3", envTestHooks, "1"), "embedded", log)
-	if h == nil || err != nil {
-		t.Fatalf("testFaultHook(fail at before-commit:3) = %v, %v", h != nil, err)
-	}
-	for i, c := range []struct {
-		point string
-		fails bool
-	}{
-		{"mid-batch", false}, {"before-commit", false}, {"after-commit", false}, {"before-commit", false},
-		{"before-commit", true}, {"mid-batch", false}, {"before-commit", true},
-	} {
-		if err := h(c.point); (err != nil) != c.fails {
-			t.Fatalf("call %d: hook(%s) = %v; want failure %v", i, c.point, err, c.fails)
-		}
-	}
-}
-
 // TestFaultHookNeedsOptIn: the binary refuses to start with a hook
 // variable but without CAIRN_TEST_HOOKS=1.
 func TestFaultHookNeedsOptIn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a real server; skipped with -short")
 	}
-	cmd := exec.Command(cairnBinary(t), "serve", "--addr", freeAddr(t), "--data", t.TempDir())
-	cmd.Env = append(os.Environ(), envTestCrashAt+"=before-commit:1", envTestHooks+"=", envTestFailAt+"=")
+	cmd := exec.Command(faultBinary(t), "serve", "--addr", freeAddr(t), "--data", t.TempDir())
+	cmd.Env = append(os.Environ(), crashAtEnv+"=before-commit:1", hooksEnv+"=", failAtEnv+"=")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), envTestHooks+"=1") {
-		t.Fatalf("serve with %s but no %s = %v\n%s\nwant exit 1 naming %s=1", envTestCrashAt, envTestHooks, err, out, envTestHooks)
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), hooksEnv+"=1") {
+		t.Fatalf("serve with %s but no %s = %v\n%s\nwant exit 1 naming %s=1", crashAtEnv, hooksEnv, err, out, hooksEnv)
+	}
+}
+
+// TestDefaultBinaryHasNoFaultHooks: the binary an operator builds
+// (go build, no tags) contains no trace of the test hooks, so no
+// environment can arm them; the cairnfault build, which the fault tests
+// run, does (the control that shows the search would find them).
+func TestDefaultBinaryHasNoFaultHooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary twice; skipped with -short")
+	}
+	const marker = "CAIRN_TEST_"
+	for _, c := range []struct {
+		name, bin string
+		want      bool
+	}{
+		{"default build", cairnBinary(t), false},
+		{"-tags " + faultTag, faultBinary(t), true},
+	} {
+		b, err := os.ReadFile(c.bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Count(b, []byte(marker)); (got > 0) != c.want {
+			t.Errorf("%s: %d occurrences of %q in %s; want any: %v", c.name, got, marker, c.bin, c.want)
+		}
 	}
 }
 
@@ -301,8 +278,8 @@ func (w *faultWorld) verify() verdict {
 // hook killed it with SIGKILL.
 func crashRound(t *testing.T, bin, data, addr, point string, n int, load func(base string, died <-chan struct{})) {
 	t.Helper()
-	t.Setenv(envTestHooks, "1")
-	t.Setenv(envTestCrashAt, fmt.Sprintf("%s:%d", point, n))
+	t.Setenv(hooksEnv, "1")
+	t.Setenv(crashAtEnv, fmt.Sprintf("%s:%d", point, n))
 	p := startServe(t, bin, data, addr)
 	died := make(chan struct{})
 	var ws syscall.WaitStatus
@@ -313,7 +290,7 @@ func crashRound(t *testing.T, bin, data, addr, point string, n int, load func(ba
 	if !exited || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		p.kill()
 		t.Fatalf("node with %s=%s:%d: exited %v, status %v; want it killed by SIGKILL at the hook\n%s",
-			envTestCrashAt, point, n, exited, ws, p.logs.String())
+			crashAtEnv, point, n, exited, ws, p.logs.String())
 	}
 }
 
@@ -343,13 +320,17 @@ func TestCrashPoints(t *testing.T) {
 		t.Skip("builds and kills a real server; skipped with -short")
 	}
 	const cycles = 5
-	bin := cairnBinary(t)
-	for i, point := range faultPoints {
+	bin := faultBinary(t)
+	// The claim pipeline's points, each reached by every claim. A point
+	// reached otherwise (a snapshot, a log truncation) needs a test that
+	// drives the node there.
+	claimPoints := []string{embedded.FaultMidBatch, embedded.FaultBeforeCommit, embedded.FaultAfterCommit, embedded.FaultBeforeAnswer}
+	for i, point := range claimPoints {
 		durable := point == embedded.FaultAfterCommit || point == embedded.FaultBeforeAnswer
 		t.Run(point, func(t *testing.T) {
 			data, addr := t.TempDir(), freeAddr(t)
-			t.Setenv(envTestHooks, "")
-			t.Setenv(envTestCrashAt, "")
+			t.Setenv(hooksEnv, "")
+			t.Setenv(crashAtEnv, "")
 			p := startServe(t, bin, data, addr)
 			defer func() { p.kill() }()
 			w := newFaultWorld(t, p.base, 20, 60, 7)
@@ -363,8 +344,8 @@ func TestCrashPoints(t *testing.T) {
 				}
 				crashRound(t, bin, data, addr, point, n, func(_ string, died <-chan struct{}) { w.drive(round, 16, 5000, died) })
 			}
-			t.Setenv(envTestHooks, "")
-			t.Setenv(envTestCrashAt, "")
+			t.Setenv(hooksEnv, "")
+			t.Setenv(crashAtEnv, "")
 			p = startServe(t, bin, data, addr)
 			v := w.verify()
 			for round := 0; round < cycles; round++ {
@@ -387,10 +368,10 @@ func TestCommitFailureServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a real server; skipped with -short")
 	}
-	bin := cairnBinary(t)
+	bin := faultBinary(t)
 	data, addr := t.TempDir(), freeAddr(t)
-	t.Setenv(envTestHooks, "1")
-	t.Setenv(envTestFailAt, "before-commit:40") // the import is a few batches; claims run into it
+	t.Setenv(hooksEnv, "1")
+	t.Setenv(failAtEnv, "before-commit:40") // the import is a few batches; claims run into it
 	p := startServe(t, bin, data, addr)
 	defer func() { p.kill() }()
 	w := newFaultWorld(t, p.base, 20, 60, 7)
@@ -463,8 +444,8 @@ func TestCommitFailureServe(t *testing.T) {
 		t.Fatalf("answers %v; want some 503 unavailable", w.statuses)
 	}
 
-	t.Setenv(envTestHooks, "")
-	t.Setenv(envTestFailAt, "")
+	t.Setenv(hooksEnv, "")
+	t.Setenv(failAtEnv, "")
 	p = startServe(t, bin, data, addr)
 	v := w.verify()
 	t.Logf("failing commits: %d claims sent, %d acknowledged before the failure, answers %v; /readyz after the first 503: %d answered (never 200), %d refused; exit status %d; after restart %d grants, losses: 0",
@@ -493,7 +474,7 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("umount %s: %v %s", mnt, err, out)
 		}
 	})
-	bin := cairnBinary(t)
+	bin := faultBinary(t)
 	addr := freeAddr(t)
 	p := startServe(t, bin, mnt, addr, "--disk-free-min-mib", "8")
 	defer func() { p.kill() }() // before the umount (a cleanup)

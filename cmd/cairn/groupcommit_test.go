@@ -28,12 +28,12 @@ func TestCrashGroupCommit(t *testing.T) {
 		t.Skip("builds and kills a real server; skipped with -short")
 	}
 	const cycles = 3
-	bin := cairnBinary(t)
+	bin := faultBinary(t)
 	for i, point := range []string{embedded.FaultBeforeCommit, embedded.FaultAfterCommit} {
 		t.Run(point, func(t *testing.T) {
 			data, addr := t.TempDir(), freeAddr(t)
-			t.Setenv(envTestHooks, "")
-			t.Setenv(envTestCrashAt, "")
+			t.Setenv(hooksEnv, "")
+			t.Setenv(crashAtEnv, "")
 			p := startServe(t, bin, data, addr)
 			defer func() { p.kill() }()
 			w := newFaultWorld(t, p.base, 24, 40, 5)
@@ -54,8 +54,8 @@ func TestCrashGroupCommit(t *testing.T) {
 			if !multi.sawGroup() {
 				t.Fatalf("no group commit held more than one partition batch in any round (/metrics: %s); the test did not exercise what it is for", &multi)
 			}
-			t.Setenv(envTestHooks, "")
-			t.Setenv(envTestCrashAt, "")
+			t.Setenv(hooksEnv, "")
+			t.Setenv(crashAtEnv, "")
 			p = startServe(t, bin, data, addr)
 			v := w.verify()
 			if point == embedded.FaultAfterCommit {

@@ -82,7 +82,7 @@ func TestLinearizableKill9Redis(t *testing.T) {
 // linearizeKill9 records the history on a `cairn serve` started with extra
 // flags, killing it lkKills times, and checks it (see the file comment).
 func linearizeKill9(t *testing.T, extra ...string) {
-	bin := cairnBinary(t)
+	bin := faultBinary(t)
 	data := t.TempDir()
 	addr := freeAddr(t)
 	p := startServe(t, bin, data, addr, extra...)

@@ -44,7 +44,7 @@ type serveFlags struct {
 	ipBurst        int
 	trustedProxies prefixList
 	adminAddr      string
-	// faultHook is the test-only embedded FaultHook (faulthook.go); nil in production.
+	// faultHook is the test-only embedded FaultHook (faulthook.go, cairnfault tag); nil in production.
 	faultHook func(point string) error
 
 	diskFreeMinMiB int64

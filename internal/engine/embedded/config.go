@@ -36,6 +36,12 @@ const (
 	FaultBeforeAnswer = "before-answer" // the committer: published and delivered to sinks, callers not yet woken
 )
 
+// FaultPoints lists every Fault* point. A new point is a constant above, one
+// e.hook(point) call where the engine reaches it, and an entry here: the
+// test hooks of `cairn serve` (cmd/cairn/faulthook.go, built only with the
+// cairnfault tag) accept every point in this list, with no change there.
+var FaultPoints = []string{FaultMidBatch, FaultBeforeCommit, FaultAfterCommit, FaultBeforeAnswer}
+
 // ErrConfig wraps every problem Validate reports.
 var ErrConfig = errors.New("invalid embedded engine config")
 
