@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"time"
 
 	"github.com/cairnhq/cairn/internal/engine"
@@ -79,15 +80,19 @@ const demoReadyTimeout = 30 * time.Second
 
 func round6(f float64) float64 { return math.Round(f*1e6) / 1e6 }
 
-// printBanner tells a newcomer how to reach the server; with --demo it prints
-// a ready player token and curl commands that claim a ticket.
-func printBanner(w io.Writer, f serveFlags, addr string, secret []byte) {
+// printBanner tells a newcomer how to reach the server and its ops console;
+// with --demo it prints the admin token to sign in to the console with, a
+// ready player token and curl commands that claim a ticket.
+func printBanner(w io.Writer, f serveFlags, addr, consoleURL string, secret []byte, adminToken string) {
 	base := "http://" + addr
 	fmt.Fprintf(w, "Cairn is serving on %s (store: %s, data: %s)\n", base, f.store, f.data)
 	if !f.demo {
+		fmt.Fprintf(w, "Ops console: %s (sign in with CAIRN_ADMIN_TOKEN; a generated one is in %s)\n",
+			consoleURL, filepath.Join(f.data, secretsFile))
 		fmt.Fprintf(w, "Mint a player token with: go run ./cmd/cairn token --player alice --data %s\n", f.data)
 		return
 	}
+	fmt.Fprintf(w, "\nOps console: open %s and sign in with the admin token\n\n  %s\n", consoleURL, adminToken)
 	tok, err := httpapi.MintToken(secret, "alice", 24*time.Hour, time.Now())
 	if err != nil {
 		fmt.Fprintf(w, "cannot mint a demo token: %v\n", err)

@@ -144,7 +144,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					return fmt.Errorf("demo: %w", err)
 				}
 			}
-			printBanner(stdout, f, n.Addr().String(), secret)
+			consoleAddr := n.Addr()
+			if a := n.AdminAddr(); a != nil {
+				consoleAddr = a
+			}
+			printBanner(stdout, f, n.Addr().String(), "http://"+consoleAddr.String()+node.ConsolePath, secret, adminToken)
 			if f.pprofAddr != "" {
 				stop, err := servePprof(f.pprofAddr, log)
 				if err != nil {

@@ -3,8 +3,9 @@
 // run with one Run(ctx). `cairn serve` and the in-process tests build the
 // stack through it, so they build it the same way.
 //
-// New subscribes the projection and the feed to the engine, rebuilds the
-// projection from the log and builds the API; when Config.Addr is set it
+// New subscribes the projection, the feed and the ops console (package ops,
+// served at /ops/ on the admin listener when there is one, else with the
+// API) to the engine, rebuilds the projection from the log and builds the API; when Config.Addr is set it
 // then listens (after the rebuild, so nothing connects to a node that cannot
 // answer yet). Run runs the engine and the projection, and the HTTP servers
 // when New listened, with three lifetimes stopped in order: HTTP first
@@ -32,6 +33,7 @@ import (
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/httpapi"
 	"github.com/cairnhq/cairn/internal/leaderboard"
+	"github.com/cairnhq/cairn/internal/ops"
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
@@ -85,6 +87,7 @@ type Node struct {
 	eng     engine.Engine
 	board   *leaderboard.Projection
 	api     *httpapi.Server
+	console *ops.Ops
 	ln      net.Listener // nil: Run serves no HTTP
 	adminLn net.Listener
 	ran     atomic.Bool
@@ -135,7 +138,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, eng: eng, board: board, api: api}
+	console, err := ops.New(ops.Config{Engine: eng, Board: board, API: api, Metrics: cfg.Metrics, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	eng.Subscribe(console)
+
+	n := &Node{cfg: cfg, log: log, eng: eng, board: board, api: api, console: console}
 	if cfg.Addr != "" {
 		if n.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 			return nil, err
@@ -170,6 +179,13 @@ func (n *Node) Engine() engine.Engine { return n.eng }
 // Board is the node's leaderboard projection.
 func (n *Node) Board() *leaderboard.Projection { return n.board }
 
+// Console is the node's ops console; Handler serves it (see package ops).
+func (n *Node) Console() *ops.Ops { return n.console }
+
+// ConsolePath is where the ops console is served, on the admin listener
+// when there is one, else on the API's.
+const ConsolePath = "/ops/"
+
 // API is the node's HTTP API, for callers that serve it themselves (without
 // Config.Addr): serve API().Handler() and call API().EndStreams() before
 // closing the server, as SSE streams never end by themselves.
@@ -192,6 +208,9 @@ func (n *Node) Run(ctx context.Context) error {
 	engDone := make(chan error, 1)
 	boardDone := make(chan error, 1)
 	go func() { boardDone <- n.board.Run(boardCtx) }()
+	consoleCtx, stopConsole := context.WithCancel(context.WithoutCancel(ctx))
+	consoleDone := make(chan error, 1)
+	go func() { consoleDone <- n.console.Run(consoleCtx) }()
 	go func() { engDone <- n.eng.Run(engCtx) }()
 
 	var startErr, httpErr error
@@ -204,6 +223,8 @@ func (n *Node) Run(ctx context.Context) error {
 		httpErr = n.serve(ctx, engDone)
 	}
 
+	stopConsole()
+	<-consoleDone // only ever ctx's error
 	stopEngine()
 	engErr := <-engDone
 	stopBoard()
@@ -240,10 +261,14 @@ func (n *Node) serve(ctx context.Context, engDone chan error) error {
 		}
 	})
 	if n.ln != nil {
-		n.serveOn(g, gctx, n.ln, n.api.Handler())
+		h := n.api.Handler()
+		if n.adminLn == nil {
+			h = withConsole(h, n.console.Handler())
+		}
+		n.serveOn(g, gctx, n.ln, h)
 	}
 	if n.adminLn != nil {
-		n.serveOn(g, gctx, n.adminLn, n.api.AdminHandler())
+		n.serveOn(g, gctx, n.adminLn, withConsole(n.api.AdminHandler(), n.console.Handler()))
 	}
 	return g.Wait()
 }
@@ -264,6 +289,15 @@ func (n *Node) serveOn(g *errgroup.Group, gctx context.Context, ln net.Listener,
 		defer cancel()
 		return srv.Shutdown(sctx)
 	})
+}
+
+// withConsole serves the ops console at ConsolePath (and /ops) and api elsewhere.
+func withConsole(api, console http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(ConsolePath, console)
+	mux.Handle("/ops", console)
+	mux.Handle("/", api)
+	return mux
 }
 
 func (n *Node) closeListeners() {

@@ -66,6 +66,16 @@ func TestRun(t *testing.T) {
 	if st := get(t, admin+"/v1/admin/hunts"); st != http.StatusUnauthorized {
 		t.Fatalf("admin route without a token on the admin listener = %d; want 401", st)
 	}
+	// The ops console is served with the admin routes, not on the public listener.
+	if st := get(t, admin+node.ConsolePath); st != http.StatusOK {
+		t.Fatalf("the ops console on the admin listener = %d; want 200", st)
+	}
+	if st := get(t, admin+node.ConsolePath+"api/stats"); st != http.StatusUnauthorized {
+		t.Fatalf("the ops console's API without a token = %d; want 401", st)
+	}
+	if st := get(t, base+node.ConsolePath); st != http.StatusNotFound {
+		t.Fatalf("the ops console on the public listener = %d; want 404", st)
+	}
 
 	cancel()
 	if err := <-done; err != nil {
