@@ -62,6 +62,15 @@ function lineChart(canvas, series, opts) {
       pen = true;
     }
     ctx.stroke();
+    // a sample with no neighbour draws no line: mark it with a dot
+    ctx.fillStyle = s.color;
+    s.points.forEach(([t, v], i) => {
+      if (t < t0 || v == null) return;
+      const prev = s.points[i - 1], next = s.points[i + 1];
+      if ((!prev || prev[1] == null) && (!next || next[1] == null)) {
+        ctx.beginPath(); ctx.arc(x(t), y(v), 2.5, 0, 2 * Math.PI); ctx.fill();
+      }
+    });
   }
   if (vmax === 0) {
     ctx.fillStyle = "#7f8b99"; ctx.textAlign = "center";
