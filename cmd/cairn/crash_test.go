@@ -246,7 +246,7 @@ func crashLoop(t *testing.T, kills int, extra ...string) {
 	defer func() { p.kill() }()
 
 	c := &crashClient{http: &http.Client{Timeout: 5 * time.Second}, base: p.base, token: map[hunt.PlayerID]string{}}
-	if st, b, _, err := c.do("PUT", "/v1/admin/hunts/crash", testAdmin, "", map[string]any{"name": "crash"}); err != nil || st >= 300 {
+	if st, b, _, err := c.do("PUT", "/v1/admin/hunts/crash", testAdmin, "", map[string]any{"name": "crash", "max_speed_mps": 0}); err != nil || st >= 300 {
 		t.Fatalf("PUT hunt = %d %s %v", st, b, err)
 	}
 	spots := make([]map[string]any, hotspots)

@@ -32,7 +32,7 @@ const (
 // hotspots are the same every time (a fixed seed), and re-importing never
 // lowers tickets below what was already granted.
 func setupDemo(ctx context.Context, eng engine.Engine) error {
-	h := hunt.Hunt{ID: demoHunt, Name: "Cairn demo: Paris", ClaimRadiusM: 50}
+	h := hunt.Hunt{ID: demoHunt, Name: "Cairn demo: Paris", ClaimRadiusM: 50, MaxSpeedMps: hunt.MaxSpeedMpsDefault}
 	if err := h.Normalize(); err != nil {
 		return err
 	}

@@ -126,7 +126,7 @@ func newFaultWorld(t *testing.T, base string, hotspots, tickets int, reward int6
 // setup creates the hunt and its hotspots.
 func (w *faultWorld) setup() {
 	w.t.Helper()
-	if st, b, _, err := w.c.do("PUT", "/v1/admin/hunts/fault", testAdmin, "", map[string]any{"name": "fault"}); err != nil || st >= 300 {
+	if st, b, _, err := w.c.do("PUT", "/v1/admin/hunts/fault", testAdmin, "", map[string]any{"name": "fault", "max_speed_mps": 0}); err != nil || st >= 300 {
 		w.t.Fatalf("PUT hunt = %d %s %v", st, b, err)
 	}
 	spots := make([]map[string]any, w.hotspots)
@@ -673,7 +673,7 @@ func TestServeAbuseFlags(t *testing.T) {
 		"--trusted-proxy", "127.0.0.0/8", "--trusted-proxy", "::1/128")
 	defer p.kill()
 	w := newFaultWorld(t, p.base, 3, 10, 7)
-	if st, b, _, err := w.c.do("PUT", "/v1/admin/hunts/fault", testAdmin, "", map[string]any{"name": "fault"}); err != nil || st != 404 {
+	if st, b, _, err := w.c.do("PUT", "/v1/admin/hunts/fault", testAdmin, "", map[string]any{"name": "fault", "max_speed_mps": 0}); err != nil || st != 404 {
 		t.Fatalf("PUT hunt on the public listener = %d %s %v; want 404", st, b, err)
 	}
 	w.c.base = "http://" + adminAddr

@@ -95,7 +95,7 @@ func linearizeKill9(t *testing.T, extra ...string) {
 	defer tr.CloseIdleConnections()
 	admin := &crashClient{http: &http.Client{Transport: tr, Timeout: lkCallTimeout}, base: p.base}
 
-	if st, b, _, err := admin.do("PUT", "/v1/admin/hunts/"+string(lintest.Hunt), testAdmin, "", map[string]any{"name": "linearizability"}); err != nil || st >= 300 {
+	if st, b, _, err := admin.do("PUT", "/v1/admin/hunts/"+string(lintest.Hunt), testAdmin, "", map[string]any{"name": "linearizability", "max_speed_mps": 0}); err != nil || st >= 300 {
 		t.Fatalf("PUT hunt = %d %s %v; want 2xx", st, b, err)
 	}
 	var body []map[string]any

@@ -40,10 +40,15 @@ type serveFlags struct {
 	// Abuse limits and the admin listener (httpapi.Config).
 	claimRate      float64
 	claimBurst     int
+	readRate       float64
+	readBurst      int
 	ipRate         float64
 	ipBurst        int
 	trustedProxies prefixList
 	adminAddr      string
+	// The live feed's bounds (httpapi.Config).
+	feedPerPlayer, feedPerAddress int
+	feedRetain                    time.Duration
 	// faultHook is the test-only embedded FaultHook (faulthook.go, cairnfault tag); nil in production.
 	faultHook func(point string) error
 
@@ -70,9 +75,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.logLevel, "log-level", envOr("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.Float64Var(&f.claimRate, "claim-rate", httpapi.ClaimRateDefault, "claims and spends per second per player, sustained (0 = no limit)")
 	fs.IntVar(&f.claimBurst, "claim-burst", httpapi.ClaimBurstDefault, "claims and spends per player at once (token bucket size)")
+	fs.Float64Var(&f.readRate, "read-rate", httpapi.ReadRateDefault, "reads (hunt, nearby, wallet, ledger, leaderboard with a token, opening the live feed) per second per player, sustained, per node (0 = no limit)")
+	fs.IntVar(&f.readBurst, "read-burst", httpapi.ReadBurstDefault, "reads per player at once (token bucket size)")
 	fs.Float64Var(&f.ipRate, "ip-rate", 0, "requests per second per client address (IPv6: per /64); 0 = off, as per-IP limits belong at the edge")
 	fs.IntVar(&f.ipBurst, "ip-burst", 0, "requests per client address at once (0 = twice --ip-rate)")
 	fs.Var(&f.trustedProxies, "trusted-proxy", "CIDR of a proxy whose X-Forwarded-For the per-IP limit believes (repeatable, or comma-separated)")
+	fs.IntVar(&f.feedPerPlayer, "feed-streams-per-player", httpapi.StreamsPerPlayerMaxDefault, "live feed: open SSE streams per player (beyond: 429)")
+	fs.IntVar(&f.feedPerAddress, "feed-streams-per-address", httpapi.StreamsPerAddressMaxDefault, "live feed: open SSE streams per client address, IPv6 per /64 (beyond: 429)")
+	fs.DurationVar(&f.feedRetain, "feed-retain", httpapi.FeedRetainDefault, "live feed: how long a hunt's recent frames are kept after its last stream closes, for Last-Event-ID")
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve /v1/admin/* (and the probes) on this address only, not on --addr; empty = together")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -98,6 +108,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	claimRate := f.claimRate
 	if claimRate == 0 {
 		claimRate = httpapi.LimitOff
+	}
+	readRate := f.readRate
+	if readRate == 0 {
+		readRate = httpapi.LimitOff
 	}
 
 	secret, adminToken, created, err := ensureSecrets(f.data)
@@ -136,6 +150,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Secret: secret, AdminToken: adminToken, PlayerLimiter: playerLimiter,
 			ClaimRate: claimRate, ClaimBurst: f.claimBurst, IPRate: f.ipRate, IPBurst: f.ipBurst,
 			TrustedProxies: f.trustedProxies,
+			ReadRate:       readRate, ReadBurst: f.readBurst,
+			StreamsPerPlayerMax: f.feedPerPlayer, StreamsPerAddressMax: f.feedPerAddress, FeedRetain: f.feedRetain,
 		},
 		Addr: f.addr, AdminAddr: f.adminAddr,
 		Started: func(ctx context.Context) error {

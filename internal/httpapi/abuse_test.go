@@ -380,7 +380,7 @@ func TestOverload(t *testing.T) {
 			},
 			api: func(c *Config) { c.RequestTimeout = 10 * time.Second }, // sheds must come from the bounded inboxes
 		})
-		e.putHunt("h1", `{"name":"overload","claim_radius_m":50}`)
+		e.putHunt("h1", `{"name":"overload","claim_radius_m":50,"max_speed_mps":0}`)
 		spots := make([]spot, hotspots)
 		for i := range spots {
 			spots[i] = numSpot(i, hunt.TicketsMax)

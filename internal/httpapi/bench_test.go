@@ -34,7 +34,7 @@ func BenchmarkClaimHandler(b *testing.B) {
 	e := newEnv(b, envOption{})
 	const players = 1000
 	spots := b.N/players + 1
-	e.putHunt("h1", `{"name":"Bench","claim_radius_m":100}`)
+	e.putHunt("h1", `{"name":"Bench","claim_radius_m":100,"max_speed_mps":0}`)
 	list := make([]spot, spots)
 	for i := range list {
 		list[i] = numSpot(i, 1_000_000_000)

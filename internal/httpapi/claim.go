@@ -45,6 +45,9 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return out, 0, false, fmt.Errorf("engine answered a claim with event kind %d outcome %v", res.Event.Kind, res.Event.Outcome)
 		}
+		if status != 201 && !res.Replayed {
+			s.noteRefusal(player, res.Event.Outcome)
+		}
 		return out, status, res.Replayed, nil
 	})
 }

@@ -46,9 +46,10 @@
 // concurrently and never blocks them, whatever its subscribers do: it only
 // queues a bounded copy of each claim decision, and renders the frames on its
 // own goroutine. Each hunt has one bounded ring of recent frames that
-// subscribers read at their own pace, and a subscriber that falls further
-// behind than the ring, or would miss a frame lost to a full queue, is
-// disconnected (feed.go).
+// subscribers read at their own pace; a subscriber that falls further behind
+// than the ring is disconnected and resumes with Last-Event-ID, told of the
+// gap (feed.go). Grants are public, under a per-hunt pseudonym of the player
+// by default; refusals go to their own player's streams only.
 //
 // # Hotspot import
 //

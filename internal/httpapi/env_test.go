@@ -321,7 +321,7 @@ func (e *testEnv) wallet(tok string) int64 {
 // basicHunt sets up hunt "h1" with the given hotspots.
 func (e *testEnv) basicHunt(spots ...spot) {
 	e.t.Helper()
-	e.putHunt("h1", `{"name":"Paris","claim_radius_m":50}`)
+	e.putHunt("h1", `{"name":"Paris","claim_radius_m":50,"max_speed_mps":0}`) // movement has its own tests
 	e.importSpots("h1", spots...)
 }
 

@@ -2,8 +2,15 @@ package httpapi
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
+	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,32 +32,58 @@ import (
 // each in its slot and wakes the readers by closing the ring's wake channel
 // (one operation, however many listen). Each subscriber's handler keeps its
 // own cursor and copies what it has not sent yet; one that falls more than
-// the ring's length behind has lost frames and is disconnected (the client
-// reconnects; EventSource does so by itself). A slow subscriber thus costs
-// the engine nothing. When the queue is full (render cannot keep up),
+// the ring's length behind is disconnected (the client reconnects with
+// Last-Event-ID; EventSource does so by itself). A slow subscriber thus
+// costs the engine nothing. When the queue is full (render cannot keep up),
 // Committed drops the frame but keeps its slot reserved: the slot stays
-// empty, and a subscriber that reaches it has lost a frame and is
-// disconnected as if it had fallen behind. Frames of one partition reach a
-// subscriber in seq order; frames of different partitions interleave.
+// empty, and a subscriber that reaches it is sent a gap event instead.
+// Frames of one partition reach a subscriber in seq order; frames of
+// different partitions interleave.
 //
-// A subscriber sees exactly the frames committed after it subscribed:
-// subscribe starts its cursor at the ring's next reserved slot, under the
-// lock Committed holds shared while it reserves.
+// Privacy: a grant is public, shown to every subscriber of the hunt; any
+// other outcome (a refusal) only to the streams of its own player. The
+// player of a frame is a pseudonym, stable within a hunt (pseudonym), unless
+// the hunt opts in to showing player ids (hunt.Hunt.FeedShowsPlayerIDs).
+//
+// Positions: a ring is created with a random generation, and the frame in
+// slot n has the SSE id "<generation>-<n+1>": the position after it. A
+// client that reconnects with Last-Event-ID resumes exactly there while that
+// slot is still in the ring; otherwise (the ring moved on, or is another
+// one: a restart, another node, a ring that expired) it is sent a gap event
+// first. A ring outlives its last subscriber by retain, so a client that
+// reconnects within it misses nothing; a ring idle longer is freed.
+//
+// A subscriber sees exactly the frames committed after it subscribed (or
+// after its Last-Event-ID): subscribe starts its cursor at the ring's next
+// reserved slot, under the lock Committed holds shared while it reserves.
+//
+// Streams are bounded three ways: in all (max, 503), per player and per
+// client address (perPlayerMax, perAddrMax, 429); the counts live in maps
+// whose keys are the open streams' players and addresses, so they are
+// bounded by max.
 //
 // The render goroutine is started by subscribe when none runs, and ends when
-// the hub is closed or when it has no subscribers and nothing queued.
+// the hub is closed or when it has no rings and nothing queued.
 //
 // Locks, in order: hub.mu guards the map of rings, the counts and whether
-// render runs (Committed takes it shared, and skips even that when nobody
-// listens); hub.q.mu guards the queue; ring.mu guards a ring's frames,
+// render runs (Committed takes it shared, and skips even that when no ring
+// exists); hub.q.mu guards the queue; ring.mu guards a ring's frames,
 // cursors and wake channel, held only to copy slice headers.
 type hub struct {
-	lagMax int // frames per ring: how far a subscriber may fall behind
-	max    int // subscribers
-	count  atomic.Int64
-	mu     struct {
+	lagMax       int // frames per ring: how far a subscriber may fall behind
+	max          int // subscribers
+	perPlayerMax int
+	perAddrMax   int
+	retain       time.Duration
+	now          func() time.Time
+	pseudoKey    []byte // the key of pseudonym
+	count        atomic.Int64
+	rings        atomic.Int64 // len(mu.rings), read by Committed without the lock
+	mu           struct {
 		sync.RWMutex
 		rings     map[hunt.HuntID]*ring
+		players   map[hunt.PlayerID]int // open streams per player
+		addrs     map[string]int        // open streams per client address (ipKey)
 		closed    bool
 		rendering bool // the render goroutine runs
 	}
@@ -81,19 +114,50 @@ func frameFields(ev *hunt.Event) hunt.Event {
 		Hunt: ev.Hunt, Hotspot: ev.Hotspot, Points: ev.Points, TicketsLeft: ev.TicketsLeft}
 }
 
-// ring is one hunt's latest frames.
-type ring struct {
-	subs     int // guarded by hub.mu
-	mu       sync.Mutex
-	buf      [][]byte      // len lagMax; frame n is at buf[n%len]; frames are shared, read-only; nil: lost
-	reserved uint64        // slots ever reserved by Committed
-	next     uint64        // slots ever rendered (or lost): readers may read below it
-	wake     chan struct{} // closed and replaced when a frame is added
+// frame is one rendered frame in a ring. owner is empty for a public frame
+// (a grant), else the only player whose streams may see it (a refusal). A
+// nil b is a lost frame.
+type frame struct {
+	b     []byte // shared, read-only
+	owner hunt.PlayerID
 }
 
-func newHub(subscribersMax, lagMax int) *hub {
-	h := &hub{lagMax: lagMax, max: subscribersMax, pending: make(chan struct{}, 1), done: make(chan struct{})}
+// ring is one hunt's latest frames.
+type ring struct {
+	id        hunt.HuntID
+	gen       uint64      // random; names the ring in SSE ids
+	subs      int         // guarded by hub.mu
+	idleSince time.Time   // guarded by hub.mu: when subs fell to 0
+	named     atomic.Bool // frames show player ids (the hunt opted in)
+	mu        sync.Mutex
+	buf       []frame       // len lagMax; frame n is at buf[n%len]
+	reserved  uint64        // slots ever reserved by Committed
+	next      uint64        // slots ever rendered (or lost): readers may read below it
+	wake      chan struct{} // closed and replaced when a frame is added
+}
+
+// hubConfig is what newHub needs of Config.
+type hubConfig struct {
+	subscribersMax, lagMax, perPlayerMax, perAddrMax int
+	retain                                           time.Duration
+	now                                              func() time.Time
+	secret                                           []byte
+}
+
+func newHub(c hubConfig) *hub {
+	h := &hub{lagMax: c.lagMax, max: c.subscribersMax, perPlayerMax: c.perPlayerMax, perAddrMax: c.perAddrMax,
+		retain: c.retain, now: c.now, pending: make(chan struct{}, 1), done: make(chan struct{})}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	// The pseudonyms' key is derived from the secret, not the secret itself:
+	// one key per purpose.
+	mac := hmac.New(sha256.New, c.secret)
+	mac.Write([]byte("cairn feed pseudonym key"))
+	h.pseudoKey = mac.Sum(nil)
 	h.mu.rings = map[hunt.HuntID]*ring{}
+	h.mu.players = map[hunt.PlayerID]int{}
+	h.mu.addrs = map[string]int{}
 	h.q.items = make([]queuedFrame, 0, feedQueueLenMax)
 	h.spare = make([]queuedFrame, 0, feedQueueLenMax)
 	return h
@@ -102,14 +166,43 @@ func newHub(subscribersMax, lagMax int) *hub {
 // subscription is one stream's position in its hunt's ring.
 type subscription struct {
 	id     hunt.HuntID
+	player hunt.PlayerID
+	addr   string
 	ring   *ring
-	cursor uint64   // the next frame to send
+	cursor uint64   // the next slot to send
+	gap    bool     // frames before cursor were missed: send a gap event first
+	gapAt  uint64   // set by read: the position before the first frame it returned
 	batch  [][]byte // reused by read
 }
 
-// subscribe starts a subscription at the hunt's next frame, or
-// errTooManySubscribers, or errFeedClosed.
-func (h *hub) subscribe(id hunt.HuntID) (*subscription, error) {
+// position is a parsed SSE id: a ring's generation and a slot count.
+type position struct {
+	gen, pos uint64
+}
+
+// parsePosition parses a Last-Event-ID this hub wrote ("<gen>-<pos>").
+func parsePosition(s string) (position, bool) {
+	g, p, ok := strings.Cut(s, "-")
+	if !ok {
+		return position{}, false
+	}
+	gen, err1 := strconv.ParseUint(g, 10, 64)
+	pos, err2 := strconv.ParseUint(p, 10, 64)
+	return position{gen, pos}, err1 == nil && err2 == nil
+}
+
+// appendPosition appends the SSE id of a position.
+func appendPosition(dst []byte, gen, pos uint64) []byte {
+	dst = strconv.AppendUint(dst, gen, 10)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, pos, 10)
+}
+
+// subscribe starts player's subscription to hunt h from address addr: at
+// the hunt's next frame, or, when from is set, after it (exactly, while it
+// is still in the ring; else with gap set). It fails with
+// errTooManySubscribers, errTooManyStreams or errFeedClosed.
+func (h *hub) subscribe(hu *hunt.Hunt, player hunt.PlayerID, addr string, from *position) (*subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.mu.closed {
@@ -118,24 +211,50 @@ func (h *hub) subscribe(id hunt.HuntID) (*subscription, error) {
 	if h.count.Load() >= int64(h.max) {
 		return nil, errTooManySubscribers
 	}
-	r := h.mu.rings[id]
-	if r == nil {
-		r = &ring{buf: make([][]byte, h.lagMax), wake: make(chan struct{})}
-		h.mu.rings[id] = r
+	if h.mu.players[player] >= h.perPlayerMax {
+		return nil, fmt.Errorf("%w: this player has %d open streams", errTooManyStreams, h.perPlayerMax)
 	}
+	if h.mu.addrs[addr] >= h.perAddrMax {
+		return nil, fmt.Errorf("%w: this client address has %d open streams", errTooManyStreams, h.perAddrMax)
+	}
+	r := h.mu.rings[hu.ID]
+	if r == nil {
+		r = &ring{id: hu.ID, gen: rand.Uint64() >> 1, buf: make([]frame, h.lagMax), wake: make(chan struct{})}
+		h.mu.rings[hu.ID] = r
+		h.rings.Store(int64(len(h.mu.rings)))
+	}
+	r.named.Store(hu.FeedShowsPlayerIDs)
 	r.subs++
 	h.count.Add(1)
+	h.mu.players[player]++
+	h.mu.addrs[addr]++
 	if !h.mu.rendering {
 		h.mu.rendering = true
 		go h.render()
 	}
+	sub := &subscription{id: hu.ID, player: player, addr: addr, ring: r}
 	r.mu.Lock()
-	cursor := r.reserved
+	sub.cursor = r.reserved
+	if from != nil {
+		oldest := r.next - min(r.next, uint64(len(r.buf)))
+		switch {
+		case from.gen != r.gen || from.pos > r.reserved:
+			// Another ring's position (a restart, another node, an
+			// expired ring): what it missed is unknown; go on from now.
+			sub.gap = true
+		case from.pos < oldest:
+			// The ring moved past it: send what the ring still holds.
+			sub.cursor, sub.gap = oldest, true
+		default:
+			sub.cursor = from.pos
+		}
+	}
 	r.mu.Unlock()
-	return &subscription{id: id, ring: r, cursor: cursor}, nil
+	return sub, nil
 }
 
-// unsubscribe ends a subscription; the last one of a hunt frees its ring.
+// unsubscribe ends a subscription; a ring without subscribers is kept for
+// retain (render frees it later).
 func (h *hub) unsubscribe(sub *subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -144,18 +263,32 @@ func (h *hub) unsubscribe(sub *subscription) {
 	}
 	sub.ring.subs--
 	if sub.ring.subs == 0 {
-		delete(h.mu.rings, sub.id)
+		sub.ring.idleSince = h.now()
 	}
 	sub.ring = nil
-	if h.count.Add(-1) == 0 {
-		h.poke() // render may end
+	if h.mu.players[sub.player]--; h.mu.players[sub.player] <= 0 {
+		delete(h.mu.players, sub.player)
 	}
+	if h.mu.addrs[sub.addr]--; h.mu.addrs[sub.addr] <= 0 {
+		delete(h.mu.addrs, sub.addr)
+	}
+	h.count.Add(-1)
 }
 
 // subscribers is the number of open subscriptions.
 func (h *hub) subscribers() int { return int(h.count.Load()) }
 
-// poke tells render to look at the queue and the subscriber count.
+// setNamed records whether a hunt's frames show player ids, for a ring that
+// exists (a new ring reads it from the hunt at subscribe).
+func (h *hub) setNamed(id hunt.HuntID, named bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if r := h.mu.rings[id]; r != nil {
+		r.named.Store(named)
+	}
+}
+
+// poke tells render to look at the queue.
 func (h *hub) poke() {
 	select {
 	case h.pending <- struct{}{}:
@@ -164,9 +297,10 @@ func (h *hub) poke() {
 }
 
 // Committed implements engine.Sink: it queues one frame per ClaimCompleted
-// of a hunt that has subscribers, whatever their number; render renders it.
+// of a hunt that has a ring, whatever its number of subscribers; render
+// renders it.
 func (h *hub) Committed(_ geo.Partition, batch []hunt.Event) {
-	if h.count.Load() == 0 {
+	if h.rings.Load() == 0 {
 		return
 	}
 	h.mu.RLock()
@@ -199,13 +333,18 @@ func (h *hub) Committed(_ geo.Partition, batch []hunt.Event) {
 }
 
 // render is the hub's goroutine: it renders queued frames into their rings
-// until the hub is closed, or until nobody listens and nothing is queued.
+// and frees rings idle for longer than retain, until the hub is closed, or
+// until no ring is left and nothing is queued.
 func (h *hub) render() {
+	tidy := time.NewTicker(max(h.retain/4, 10*time.Millisecond))
+	defer tidy.Stop()
+	p := pseudonymizer{mac: hmac.New(sha256.New, h.pseudoKey)}
 	for {
 		select {
 		case <-h.done:
 			return
 		case <-h.pending:
+		case <-tidy.C:
 		}
 		h.q.Lock()
 		batch := h.q.items
@@ -213,34 +352,74 @@ func (h *hub) render() {
 		h.q.Unlock()
 		for i := range batch {
 			f := &batch[i]
-			f.ring.put(f.slot, appendClaimFrame(make([]byte, 0, 320), &f.ev))
+			player := string(f.ev.Player)
+			if !f.ring.named.Load() {
+				player = p.of(f.ev.Hunt, f.ev.Player)
+			}
+			var owner hunt.PlayerID
+			if f.ev.Outcome != hunt.Granted {
+				owner = f.ev.Player
+			}
+			b := appendClaimFrame(make([]byte, 0, 320), f.ring.gen, f.slot+1, &f.ev, player)
+			f.ring.put(f.slot, frame{b: b, owner: owner})
 			*f = queuedFrame{} // keep no ring or strings alive
 		}
 		h.spare = batch[:0]
-		if h.count.Load() == 0 && h.idle() {
+		if h.tidy() {
 			return
 		}
 	}
 }
 
-// idle reports, and records, that render may end: no subscribers and
-// nothing queued. A later subscribe starts a new render.
-func (h *hub) idle() bool {
+// tidy frees the rings idle for longer than retain, and reports, and
+// records, that render may end: no ring left and nothing queued. A later
+// subscribe starts a new render.
+func (h *hub) tidy() bool {
+	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for id, r := range h.mu.rings {
+		if r.subs == 0 && now.Sub(r.idleSince) >= h.retain {
+			delete(h.mu.rings, id)
+		}
+	}
+	h.rings.Store(int64(len(h.mu.rings)))
 	h.q.Lock()
 	empty := len(h.q.items) == 0
 	h.q.Unlock()
-	if h.count.Load() != 0 || !empty {
+	if len(h.mu.rings) != 0 || !empty {
 		return false
 	}
 	h.mu.rendering = false
 	return true
 }
 
+// pseudonymizer computes the public feed's player pseudonyms: the first
+// pseudonymLen bytes of HMAC-SHA256(key, hunt 0x00 player), hex. They are
+// stable within a hunt (and across restarts, for one secret), differ
+// between hunts, and cannot be turned back into the id without the key.
+// Owned by one goroutine.
+type pseudonymizer struct {
+	mac hash.Hash
+	sum []byte
+}
+
+// pseudonymLen: 6 bytes (48 bits). Among 100,000 players of one hunt, two
+// share a pseudonym with probability ~2e-5.
+const pseudonymLen = 6
+
+func (p *pseudonymizer) of(h hunt.HuntID, player hunt.PlayerID) string {
+	p.mac.Reset()
+	p.mac.Write([]byte(h))
+	p.mac.Write([]byte{0})
+	p.mac.Write([]byte(player))
+	p.sum = p.mac.Sum(p.sum[:0])
+	return "anon-" + hex.EncodeToString(p.sum[:pseudonymLen])
+}
+
 // put stores the frame of slot; slots between the last one stored and this
 // one were lost (dropped from a full queue) and are left empty.
-func (r *ring) put(slot uint64, frame []byte) {
+func (r *ring) put(slot uint64, f frame) {
 	r.mu.Lock()
 	n := uint64(len(r.buf))
 	from := r.next
@@ -248,37 +427,54 @@ func (r *ring) put(slot uint64, frame []byte) {
 		from = slot - n
 	}
 	for s := from; s < slot; s++ {
-		r.buf[s%n] = nil
+		r.buf[s%n] = frame{}
 	}
-	r.buf[slot%n] = frame
+	r.buf[slot%n] = f
 	r.next = slot + 1
 	close(r.wake)
 	r.wake = make(chan struct{})
 	r.mu.Unlock()
 }
 
-// read returns the frames after the subscription's cursor (valid until the
-// next read) and a channel closed when more arrive. behind reports that
-// frames were overwritten or lost before this subscriber read them.
-func (s *subscription) read() (frames [][]byte, wake <-chan struct{}, behind bool) {
+// read returns the frames after the subscription's cursor that its player
+// may see (valid until the next read), and a channel closed when more
+// arrive. gap reports that frames were lost before the ones returned (the
+// caller sends a gap event first); behind, that the subscriber fell further
+// behind than the ring (the caller disconnects it).
+func (s *subscription) read() (frames [][]byte, wake <-chan struct{}, gap, behind bool) {
 	r := s.ring
 	s.batch = s.batch[:0]
+	gap, s.gap = s.gap, false
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s.cursor >= r.next {
-		return nil, r.wake, false // its first slot is reserved but not rendered yet
-	}
-	if r.next-s.cursor > uint64(len(r.buf)) {
-		return nil, r.wake, true
+	n := uint64(len(r.buf))
+	if r.next-min(r.next, s.cursor) > n {
+		return nil, r.wake, gap, true
 	}
 	for ; s.cursor < r.next; s.cursor++ {
-		f := r.buf[s.cursor%uint64(len(r.buf))]
-		if f == nil {
-			return nil, r.wake, true
+		f := &r.buf[s.cursor%n]
+		switch {
+		case f.b == nil: // lost
+			if len(s.batch) > 0 {
+				return s.batch, r.wake, gap, false // the gap comes before the next read's frames
+			}
+			gap = true
+		case f.owner == "" || f.owner == s.player:
+			if len(s.batch) == 0 {
+				s.gapAt = s.cursor
+			}
+			s.batch = append(s.batch, f.b)
 		}
-		s.batch = append(s.batch, f)
 	}
-	return s.batch, r.wake, false
+	if len(s.batch) == 0 {
+		s.gapAt = s.cursor
+	}
+	return s.batch, r.wake, gap, false
+}
+
+// position returns the SSE id of the subscription's cursor.
+func (s *subscription) position(dst []byte) []byte {
+	return appendPosition(dst, s.ring.gen, s.cursor)
 }
 
 // close ends every stream and refuses new ones.
@@ -294,16 +490,27 @@ func (h *hub) close() {
 // errFeedClosed refuses streams once the server shuts down.
 var errFeedClosed = fmt.Errorf("%w: the event feed is shutting down", engine.ErrClosed)
 
-// events answers GET /v1/hunts/{hunt}/events with Server-Sent Events: every
-// ClaimCompleted of the hunt from now on, as `event: claim` frames whose
-// `id:` is the claim's consistency token, and a comment every HeartbeatEvery
-// so proxies and clients see a live connection. There is no replay of past
-// events (Last-Event-ID is ignored); a client that needs history reads the
-// leaderboard or the wallet.
+// events answers GET /v1/hunts/{hunt}/events with Server-Sent Events: the
+// hunt's claim decisions from now on (or from Last-Event-ID), as `event:
+// claim` frames (see hub for who sees what and the ids), an `event: gap`
+// when frames were missed, and a comment every HeartbeatEvery so proxies and
+// clients see a live connection. The first block carries the stream's
+// position as its id, so a client that saw no frame yet also resumes
+// exactly.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.auth.player(r); err != nil {
+	player, err := s.auth.player(r)
+	if err != nil {
 		s.writeError(w, r, err, nil)
 		return
+	}
+	var from *position
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		p, ok := parsePosition(v)
+		if !ok {
+			s.writeError(w, r, hunt.Invalid("Last-Event-ID", "must be an id this feed sent (<generation>-<position>)"), nil)
+			return
+		}
+		from = &p
 	}
 	hctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	h, err := s.huntOf(r.WithContext(hctx))
@@ -312,7 +519,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, nil)
 		return
 	}
-	sub, err := s.feed.subscribe(h.ID)
+	sub, err := s.feed.subscribe(&h, player, ipKey(clientIP(r, s.cfg.TrustedProxies)), from)
 	if err != nil {
 		s.writeError(w, r, err, nil)
 		return
@@ -337,19 +544,29 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !write([]byte("retry: 2000\n: connected\n\n")) {
+	// An id-only block sets the client's last event id without an event.
+	hello := append([]byte("retry: 2000\nid: "), sub.position(nil)...)
+	if !write(append(hello, "\n: connected\n\n"...)) {
 		return
 	}
 	beat := time.NewTicker(s.cfg.HeartbeatEvery)
 	defer beat.Stop()
+	var gapBuf []byte
 	for {
-		frames, wake, behind := sub.read()
+		frames, wake, gap, behind := sub.read()
 		if behind {
 			s.log.Info("sse subscriber dropped: it fell behind", "hunt", h.ID, "frames_max", s.cfg.SubscriberLagMax)
 			return
 		}
-		if len(frames) > 0 {
+		if gap || len(frames) > 0 {
 			_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+			if gap {
+				s.feedGaps.Inc()
+				gapBuf = appendGapFrame(gapBuf[:0], sub)
+				if _, err := w.Write(gapBuf); err != nil {
+					return
+				}
+			}
 			for _, f := range frames {
 				if _, err := w.Write(f); err != nil {
 					return
@@ -374,4 +591,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// appendGapFrame appends an `event: gap` frame: frames were missed before
+// the ones that follow it. Its id is the position before the first of them
+// (the read's gapAt), so a client that reconnects right after it is not
+// told of the same gap twice.
+func appendGapFrame(dst []byte, sub *subscription) []byte {
+	dst = append(dst, "id: "...)
+	dst = appendPosition(dst, sub.ring.gen, sub.gapAt)
+	return append(dst, "\nevent: gap\ndata: {\"detail\":\"events of this hunt were missed here; read the leaderboard or the wallet for the current state\"}\n\n"...)
 }

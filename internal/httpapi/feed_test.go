@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,12 +19,25 @@ import (
 type stream struct {
 	lines chan string // closed at EOF
 	body  interface{ Close() error }
+	all   struct {
+		sync.Mutex
+		lines []string // every line read so far
+	}
 }
 
 func (e *testEnv) openStream(huntID, tok string) (*stream, resp) {
 	e.t.Helper()
+	return e.openStreamFrom(huntID, tok, "")
+}
+
+// openStreamFrom opens a stream with Last-Event-ID lastID (none if empty).
+func (e *testEnv) openStreamFrom(huntID, tok, lastID string) (*stream, resp) {
+	e.t.Helper()
 	hr, _ := http.NewRequest("GET", e.srv.URL+"/v1/hunts/"+huntID+"/events", nil)
 	hr.Header.Set("Authorization", "Bearer "+tok)
+	if lastID != "" {
+		hr.Header.Set("Last-Event-ID", lastID)
+	}
 	// A client without a whole-request timeout: the stream is long-lived.
 	res, err := (&http.Client{Transport: e.client.Transport}).Do(hr)
 	if err != nil {
@@ -42,10 +56,14 @@ func (e *testEnv) openStream(huntID, tok string) (*stream, resp) {
 		e.t.Fatalf("events Content-Type = %q; want text/event-stream", ct)
 	}
 	s := &stream{lines: make(chan string, 1024), body: res.Body}
+	s.all.lines = []string{}
 	go func() {
 		defer close(s.lines)
 		sc := bufio.NewScanner(res.Body)
 		for sc.Scan() {
+			s.all.Lock()
+			s.all.lines = append(s.all.lines, sc.Text())
+			s.all.Unlock()
 			s.lines <- sc.Text()
 		}
 	}()
@@ -75,19 +93,50 @@ func (s *stream) next(t testing.TB, what string, match func(string) bool) string
 // frame reads the next claim frame: its id and its data.
 func (s *stream) frame(t testing.TB) (id string, data map[string]any) {
 	t.Helper()
-	id = strings.TrimPrefix(s.next(t, "an id line", func(l string) bool { return strings.HasPrefix(l, "id: ") }), "id: ")
-	if l := s.next(t, "the event line", func(string) bool { return true }); l != "event: claim" {
-		t.Fatalf("line after id = %q; want event: claim", l)
-	}
-	l := s.next(t, "the data line", func(string) bool { return true })
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "data: ")), &data); err != nil {
-		t.Fatalf("data line %q: %v", l, err)
+	id, event, data := s.event(t)
+	if event != "claim" {
+		t.Fatalf("event %s %q %v; want a claim", id, event, data)
 	}
 	return id, data
 }
 
-// TestEventsReceiveClaims: a subscriber gets the ClaimCompleted of its hunt
-// (and not another hunt's), heartbeats, and the end of the stream at shutdown.
+// event reads the next event (a block with an event line): its id, its
+// type and its data. An id-only block (the stream's first) is skipped.
+func (s *stream) event(t testing.TB) (id, event string, data map[string]any) {
+	t.Helper()
+	for {
+		id = strings.TrimPrefix(s.next(t, "an id line", func(l string) bool { return strings.HasPrefix(l, "id: ") }), "id: ")
+		l := s.next(t, "the line after the id", func(string) bool { return true })
+		if strings.HasPrefix(l, ":") {
+			continue // the first block: its id and a comment
+		}
+		event, ok := strings.CutPrefix(l, "event: ")
+		if !ok {
+			t.Fatalf("line after id = %q; want an event line", l)
+		}
+		l = s.next(t, "the data line", func(string) bool { return true })
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "data: ")), &data); err != nil {
+			t.Fatalf("data line %q: %v", l, err)
+		}
+		return id, event, data
+	}
+}
+
+// position reads the stream's first block and returns its id.
+func (s *stream) position(t testing.TB) string {
+	t.Helper()
+	return strings.TrimPrefix(s.next(t, "the first id line", func(l string) bool { return strings.HasPrefix(l, "id: ") }), "id: ")
+}
+
+// text is every line read so far, joined.
+func (s *stream) text() string {
+	s.all.Lock()
+	defer s.all.Unlock()
+	return strings.Join(s.all.lines, "\n")
+}
+
+// TestEventsReceiveClaims: a subscriber gets the grants of its hunt (and not
+// another hunt's), heartbeats, and the end of the stream at shutdown.
 // The server's ReadTimeout and WriteTimeout are short, and the stream outlives them.
 func TestEventsReceiveClaims(t *testing.T) {
 	const ioTimeout = 200 * time.Millisecond
@@ -111,15 +160,13 @@ func TestEventsReceiveClaims(t *testing.T) {
 	mustStatus(t, "winning claim", e.claim(e.token("p1"), "h1", s.id, e.key(), s.lat, s.lon), http.StatusCreated)
 	lost := e.claim(e.token("p2"), "h1", s.id, e.key(), s.lat, s.lon)
 	checkProblem(t, "losing claim", lost, http.StatusConflict, "sold_out")
-	for _, want := range []struct{ player, outcome string }{{"p1", "granted"}, {"p2", "sold_out"}} {
-		id, data := st.frame(t)
-		if data["hunt"] != "h1" || data["player"] != want.player || data["outcome"] != want.outcome || data["claim_id"] != id {
-			t.Fatalf("frame %s = %v; want hunt h1, player %s, outcome %s, claim_id = id", id, data, want.player, want.outcome)
-		}
-		for _, k := range []string{"hotspot", "tickets_left", "epoch", "at", "points"} {
-			if _, ok := data[k]; !ok {
-				t.Fatalf("frame %v lacks %s", data, k)
-			}
+	id, data := st.frame(t)
+	if data["hunt"] != "h1" || data["outcome"] != "granted" || data["claim_id"] == id {
+		t.Fatalf("frame %s = %v; want hunt h1, outcome granted, a claim_id apart from the id", id, data)
+	}
+	for _, k := range []string{"player", "hotspot", "tickets_left", "epoch", "at", "points", "claim_id"} {
+		if _, ok := data[k]; !ok {
+			t.Fatalf("frame %v lacks %s", data, k)
 		}
 	}
 	e.api.EndStreams()
@@ -194,16 +241,27 @@ func TestEventsSlowSubscriberDropped(t *testing.T) {
 	}
 }
 
+// testHub is a hub with generous per-player and per-address caps.
+func testHub(subscribersMax, lagMax int) *hub {
+	return newHub(hubConfig{subscribersMax: subscribersMax, lagMax: lagMax, perPlayerMax: 1 << 20, perAddrMax: 1 << 20,
+		retain: time.Minute, secret: []byte("0123456789abcdef0123456789abcdef")})
+}
+
+// hubSubscribe subscribes player "w<i>" to hunt id from a test address.
+func hubSubscribe(h *hub, id hunt.HuntID, i int) (*subscription, error) {
+	return h.subscribe(&hunt.Hunt{ID: id}, hunt.PlayerID("w"+strconv.Itoa(i)), "test", nil)
+}
+
 // readFrames reads from sub until it has n frames or is behind, waiting
 // (bounded) for the hub's goroutine to render them.
 func readFrames(t *testing.T, sub *subscription, n int) (frames [][]byte, behind bool) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
-		fs, wake, b := sub.read()
+		fs, wake, gap, b := sub.read()
 		frames = append(frames, fs...)
-		if b || len(frames) >= n {
-			return frames, b
+		if b || gap || len(frames) >= n {
+			return frames, b || gap
 		}
 		select {
 		case <-wake:
@@ -217,15 +275,15 @@ func readFrames(t *testing.T, sub *subscription, n int) (frames [][]byte, behind
 // same frames in order, other hunts and spends are skipped, and a
 // subscriber that falls further behind than the ring is told so.
 func TestHubFanOut(t *testing.T) {
-	h := newHub(1000, 2)
+	h := testHub(1000, 2)
 	subs := make([]*subscription, 500)
 	for i := range subs {
 		var err error
-		if subs[i], err = h.subscribe("h1"); err != nil {
+		if subs[i], err = hubSubscribe(h, "h1", i); err != nil {
 			t.Fatalf("subscribe %d: %v", i, err)
 		}
 	}
-	other, _ := h.subscribe("h2")
+	other, _ := hubSubscribe(h, "h2", 0)
 	claim := func(seq hunt.Seq) hunt.Event {
 		return hunt.Event{Kind: hunt.KindClaimCompleted, Outcome: hunt.Granted, Hunt: "h1", Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: seq}}
 	}
@@ -236,31 +294,31 @@ func TestHubFanOut(t *testing.T) {
 	})
 	for i, sub := range subs[:len(subs)-1] {
 		frames, behind := readFrames(t, sub, 2)
-		if behind || len(frames) != 2 || !strings.HasPrefix(string(frames[0]), "id: 1.1\n") || !strings.HasPrefix(string(frames[1]), "id: 1.3\n") {
+		if behind || len(frames) != 2 || !strings.Contains(string(frames[0]), `"claim_id":"1.1"`) || !strings.Contains(string(frames[1]), `"claim_id":"1.3"`) {
 			t.Fatalf("subscriber %d read %q, behind %v; want frames 1.1 and 1.3", i, frames, behind)
 		}
 	}
-	if frames, _, behind := other.read(); behind || len(frames) != 0 {
+	if frames, _, _, behind := other.read(); behind || len(frames) != 0 {
 		t.Fatalf("subscriber of h2 read %q, behind %v; want nothing", frames, behind)
 	}
 	// The last subscriber has not read; a third frame overwrites 1.1 in the ring of two.
-	_, wake, _ := subs[0].read()
+	_, wake, _, _ := subs[0].read()
 	h.Committed(geo.Partition(1), []hunt.Event{claim(4)})
 	select {
 	case <-wake:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("a new frame did not wake the readers")
 	}
-	if _, _, behind := subs[len(subs)-1].read(); !behind {
+	if _, _, _, behind := subs[len(subs)-1].read(); !behind {
 		t.Fatalf("a subscriber 3 frames behind a ring of 2 is not behind")
 	}
-	if frames, _, behind := subs[0].read(); behind || len(frames) != 1 {
+	if frames, _, _, behind := subs[0].read(); behind || len(frames) != 1 {
 		t.Fatalf("an up-to-date subscriber read %q, behind %v; want the one new frame", frames, behind)
 	}
 	// A subscriber sees only what is committed after it subscribed.
-	late, _ := h.subscribe("h1")
+	late, _ := hubSubscribe(h, "h1", 0)
 	h.Committed(geo.Partition(1), []hunt.Event{claim(5)})
-	if frames, behind := readFrames(t, late, 1); behind || len(frames) != 1 || !strings.HasPrefix(string(frames[0]), "id: 1.5\n") {
+	if frames, behind := readFrames(t, late, 1); behind || len(frames) != 1 || !strings.Contains(string(frames[0]), `"claim_id":"1.5"`) {
 		t.Fatalf("a late subscriber read %q, behind %v; want frame 1.5 only", frames, behind)
 	}
 	h.unsubscribe(late)
@@ -268,11 +326,11 @@ func TestHubFanOut(t *testing.T) {
 		h.unsubscribe(sub)
 	}
 	h.unsubscribe(subs[0]) // twice is harmless
-	if n := h.subscribers(); n != 1 || len(h.mu.rings) != 1 {
-		t.Fatalf("after unsubscribing h1: %d subscribers, %d rings; want 1 and 1", n, len(h.mu.rings))
+	if n := h.subscribers(); n != 1 || len(h.mu.players) != 1 || len(h.mu.addrs) != 1 {
+		t.Fatalf("after unsubscribing h1: %d subscribers, %d players, %d addresses; want 1, 1 and 1", n, len(h.mu.players), len(h.mu.addrs))
 	}
 	h.close()
-	if _, err := h.subscribe("h1"); err == nil {
+	if _, err := hubSubscribe(h, "h1", 0); err == nil {
 		t.Fatalf("subscribe after close succeeded")
 	}
 }
@@ -282,12 +340,12 @@ func TestHubFanOut(t *testing.T) {
 // subscriber that would have seen it is disconnected (behind) instead of
 // silently missing it; one that subscribed after the loss reads on.
 func TestHubQueueFull(t *testing.T) {
-	h := newHub(10, 4)
+	h := testHub(10, 4)
 	defer h.close()
-	early, _ := h.subscribe("h1")
-	other, _ := h.subscribe("h2")
+	early, _ := hubSubscribe(h, "h1", 0)
+	other, _ := hubSubscribe(h, "h2", 1)
 	claim := func(id hunt.HuntID, seq hunt.Seq) hunt.Event {
-		return hunt.Event{Kind: hunt.KindClaimCompleted, Hunt: id, Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: seq}}
+		return hunt.Event{Kind: hunt.KindClaimCompleted, Outcome: hunt.Granted, Hunt: id, Player: "p", Epoch: hunt.Epoch{Partition: 1, Seq: seq}}
 	}
 	// Fill the queue without waking the goroutine (Committed wakes it only
 	// when it queued something): frames of h2, reserved as Committed would.
@@ -310,13 +368,13 @@ func TestHubQueueFull(t *testing.T) {
 		defer h.q.Unlock()
 		return len(h.q.items) == 0
 	})
-	late, _ := h.subscribe("h1")
+	late, _ := hubSubscribe(h, "h1", 2)
 	h.Committed(geo.Partition(1), []hunt.Event{claim("h1", 2)})
-	if frames, behind := readFrames(t, late, 1); behind || len(frames) != 1 || !strings.HasPrefix(string(frames[0]), "id: 1.2\n") {
+	if frames, behind := readFrames(t, late, 1); behind || len(frames) != 1 || !strings.Contains(string(frames[0]), `"claim_id":"1.2"`) {
 		t.Fatalf("the late subscriber read %q, behind %v; want frame 1.2", frames, behind)
 	}
-	if frames, behind := readFrames(t, early, 1); !behind {
-		t.Fatalf("the early subscriber read %q and is not behind; want it told that frame 1.1 was lost", frames)
+	if frames, _, gap, _ := early.read(); !gap || len(frames) != 1 || !strings.Contains(string(frames[0]), `"claim_id":"1.2"`) {
+		t.Fatalf("the early subscriber read %q, gap %v; want a gap (frame 1.1 was lost), then frame 1.2", frames, gap)
 	}
 	r2.mu.Lock()
 	rendered := r2.next

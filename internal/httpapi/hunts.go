@@ -18,10 +18,13 @@ type huntBody struct {
 	StartsAt     time.Time `json:"starts_at"`
 	EndsAt       time.Time `json:"ends_at"`
 	ClaimRadiusM float64   `json:"claim_radius_m"`
-	MaxSpeedMps  float64   `json:"max_speed_mps"`
+	// MaxSpeedMps is nil when left out: hunt.MaxSpeedMpsDefault. 0 turns
+	// the check off, explicitly.
+	MaxSpeedMps        *float64 `json:"max_speed_mps"`
+	FeedShowsPlayerIDs bool     `json:"feed_shows_player_ids"`
 }
 
-var huntFields = []string{"id", "name", "starts_at", "ends_at", "claim_radius_m", "max_speed_mps"}
+var huntFields = []string{"id", "name", "starts_at", "ends_at", "claim_radius_m", "max_speed_mps", "feed_shows_player_ids"}
 
 // putHunt answers PUT /v1/admin/hunts/{hunt}: 201 when it created the hunt,
 // 200 when it replaced it; the body is the hunt as stored (defaults filled).
@@ -51,7 +54,10 @@ func (s *Server) putHunt(w http.ResponseWriter, r *http.Request) {
 	}
 	h := hunt.Hunt{
 		ID: hunt.HuntID(id), Name: body.Name, StartsAt: body.StartsAt, EndsAt: body.EndsAt,
-		ClaimRadiusM: body.ClaimRadiusM, MaxSpeedMps: body.MaxSpeedMps,
+		ClaimRadiusM: body.ClaimRadiusM, MaxSpeedMps: hunt.MaxSpeedMpsDefault, FeedShowsPlayerIDs: body.FeedShowsPlayerIDs,
+	}
+	if body.MaxSpeedMps != nil {
+		h.MaxSpeedMps = *body.MaxSpeedMps
 	}
 	if err := h.Normalize(); err != nil {
 		s.writeError(w, r, err, nil)
@@ -68,6 +74,7 @@ func (s *Server) putHunt(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err, nil)
 		return
 	}
+	s.feed.setNamed(h.ID, h.FeedShowsPlayerIDs)
 	s.writeJSON(w, r, status, h)
 }
 

@@ -1,8 +1,10 @@
 package httpapi
 
 // Abuse limits: a per-player token bucket on the write routes (claims and
-// spends), on by default, and a per-client-IP bucket on every route but the
-// health probes, off by default.
+// spends), on by default; another per-player bucket on the player's reads
+// (hunts, nearby hotspots, the leaderboard with a token, the wallet, the
+// ledger, opening a live feed), on by default; and a per-client-IP bucket
+// on every route but the health probes, off by default.
 //
 // Why per player first: players authenticate with tokens this server signed,
 // so a player id is a stable identity an attacker cannot multiply at will,
@@ -14,6 +16,7 @@ package httpapi
 // file decides what a key is and what a refusal answers.
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -22,6 +25,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairnhq/cairn/internal/hunt"
 	"github.com/cairnhq/cairn/internal/limit"
 )
 
@@ -32,8 +38,22 @@ const (
 	// a second. 5/s sustained with bursts of 10 never stops the first.
 	ClaimRateDefault  = 5.0
 	ClaimBurstDefault = 10
-	// LimitOff, as Config.ClaimRate, turns the per-player limit off.
+	// ReadRateDefault and ReadBurstDefault: a map app refreshes nearby
+	// hotspots, the wallet and the leaderboard every few seconds and a
+	// screen change asks for a handful at once; a scraper asks thousands of
+	// times a second. 20/s with bursts of 40 never stops the first.
+	ReadRateDefault  = 20.0
+	ReadBurstDefault = 40
+	// LimitOff, as Config.ClaimRate or Config.ReadRate, turns that
+	// per-player limit off.
 	LimitOff = -1.0
+	// Repeated refusals: a player's too_far and implausible_movement
+	// refusals pass a bucket of refusalsBurst refilled at refusalsPerSecond;
+	// those past it (the fourth within a few minutes) are counted in
+	// cairn_repeated_refusals_total. A walker misjudging the radius is
+	// refused once or twice; a spoofer or a bot, again and again.
+	refusalsBurst     = 3
+	refusalsPerSecond = 1.0 / 60
 	// LimitKeysMaxDefault bounds the keys each in-process limiter tracks
 	// (limit.KeysMaxDefault).
 	LimitKeysMaxDefault = limit.KeysMaxDefault
@@ -128,21 +148,54 @@ func ipKey(a netip.Addr) string {
 	return string(a.AsSlice())
 }
 
-// limitPlayer puts h behind the per-player limiter (claims and spends). A
-// request whose token does not verify passes through: the handler answers
-// its 401, and unauthenticated floods are the IP limit's business.
+// limitPlayer puts h behind the per-player limiter of writes (claims and
+// spends).
 func (s *Server) limitPlayer(h http.HandlerFunc) http.HandlerFunc {
-	if s.playerLimit == nil {
+	return s.limitPlayerWith(s.playerLimit, s.shedRateLimited, h)
+}
+
+// limitReads puts h behind the per-player limiter of reads.
+func (s *Server) limitReads(h http.HandlerFunc) http.HandlerFunc {
+	return s.limitPlayerWith(s.readLimit, s.shedReadLimited, h)
+}
+
+// limitPlayerWith puts h behind lim, keyed by the request's player (nil
+// lim: no limit). A request without a token, or whose token does not
+// verify, passes through: the handler answers its 401 (or, on the public
+// leaderboard, answers it), and unauthenticated floods are the IP limit's
+// business.
+func (s *Server) limitPlayerWith(lim Limiter, shed interface{ Inc() }, h http.HandlerFunc) http.HandlerFunc {
+	if lim == nil {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		// The verified-token cache makes this, and the handler's own
 		// authentication after it, a map lookup each.
-		player, err := s.auth.player(r)
-		if err == nil && !s.allow(w, r, s.playerLimit, string(player), s.shedRateLimited, "this player") {
-			return
+		if r.Header.Get("Authorization") != "" {
+			player, err := s.auth.player(r)
+			if err == nil && !s.allow(w, r, lim, string(player), shed, "this player") {
+				return
+			}
 		}
 		h(w, r)
+	}
+}
+
+// noteRefusal counts a too_far or implausible_movement refusal of player
+// in cairn_repeated_refusals_total when the player had refusalsBurst of
+// them shortly before (see refusalsBurst). Other outcomes are ignored.
+func (s *Server) noteRefusal(player hunt.PlayerID, o hunt.Outcome) {
+	var c prometheus.Counter
+	switch o {
+	case hunt.TooFar:
+		c = s.repeatedTooFar
+	case hunt.ImplausibleMovement:
+		c = s.repeatedMovement
+	default:
+		return
+	}
+	if ok, _, _ := s.refusals.Allow(context.Background(), string(player)); !ok {
+		c.Inc()
 	}
 }
 

@@ -301,3 +301,27 @@ func TestAdminSeparate(t *testing.T) {
 	checkProblem(t, "wallet on the admin listener", do("GET", "/v1/wallet", e.token("alice"), ""), http.StatusNotFound, "not_found")
 	mustStatus(t, "the hunt on the public listener", e.do(req{method: "GET", path: "/v1/hunts/h1", auth: e.token("alice")}), http.StatusOK)
 }
+
+// TestReadRateLimit: a player's reads past ReadBurst are refused 429
+// rate_limited with Retry-After, another player's are not, and the public
+// leaderboard without a token is not a player's read.
+func TestReadRateLimit(t *testing.T) {
+	e := newEnv(t, envOption{api: func(c *Config) { c.ReadRate, c.ReadBurst = 0.001, 3 }})
+	e.basicHunt(numSpot(0, 1))
+	scraper := e.token("scraper")
+	paths := []string{"/v1/wallet", "/v1/hunts/h1/hotspots?lat=48.85&lon=2.35", "/v1/hunts/h1"}
+	for _, p := range paths {
+		mustStatus(t, "read within the burst "+p, e.do(req{method: "GET", path: p, auth: scraper}), http.StatusOK)
+	}
+	for _, p := range append(paths, "/v1/wallet/ledger", "/v1/hunts/h1/leaderboard", "/v1/hunts/h1/events") {
+		r := e.do(req{method: "GET", path: p, auth: scraper})
+		checkProblem(t, "read past the burst "+p, r, http.StatusTooManyRequests, "rate_limited")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatalf("429 without Retry-After")
+		}
+	}
+	mustStatus(t, "another player's read", e.do(req{method: "GET", path: "/v1/wallet", auth: e.token("other")}), http.StatusOK)
+	mustStatus(t, "the public leaderboard", e.do(req{method: "GET", path: "/v1/hunts/h1/leaderboard"}), http.StatusOK)
+	s := numSpot(0, 1)
+	mustStatus(t, "a claim of the rate-limited reader", e.claim(scraper, "h1", s.id, e.key(), s.lat, s.lon), http.StatusCreated)
+}

@@ -36,6 +36,7 @@ var (
 	errMethodNotAllowed   = errors.New("method not allowed on this resource")
 	errNotCaughtUp        = errors.New("the read did not catch up with the consistency token in time")
 	errTooManySubscribers = errors.New("too many event stream subscribers")
+	errTooManyStreams     = errors.New("too many event streams")
 	errNotReady           = errors.New("not ready")
 	errViolated           = errors.New("an invariant is violated")
 )
@@ -61,6 +62,7 @@ var problemTable = [...]struct {
 	{errMethodNotAllowed, problemType{http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed", false}},
 	{errViolated, problemType{http.StatusConflict, "invariant_violated", "Invariant violated", false}},
 	{hunt.ErrKeyReused, problemType{http.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency-Key reused", false}},
+	{errTooManyStreams, problemType{http.StatusTooManyRequests, "too_many_streams", "Too many streams", true}},
 	{engine.ErrOverloaded, problemType{http.StatusTooManyRequests, "overloaded", "Overloaded", true}},
 	{engine.ErrUnavailable, problemType{http.StatusServiceUnavailable, "unavailable", "Unavailable", true}},
 	{engine.ErrClosed, problemType{http.StatusServiceUnavailable, "shutting_down", "Shutting down", true}},
@@ -179,6 +181,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, e
 		s.shedNotCaughtUp.Inc()
 	case "too_many_subscribers":
 		s.shedSubscribers.Inc()
+	case "too_many_streams":
+		s.shedStreams.Inc()
 	}
 	s.countError(p.status)
 	writeProblem(w, p, detail, ext)

@@ -128,12 +128,17 @@ func renderSpend(dst []byte, ev *hunt.Event) (out []byte, status int, ok bool) {
 const sseTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // appendClaimFrame appends one Server-Sent Events frame for a ClaimCompleted
-// event: `id:` is its consistency token, `event: claim`, and one `data:` line.
-func appendClaimFrame(dst []byte, ev *hunt.Event) []byte {
+// event: `id:` is its position in its ring (see hub), `event: claim`, and one
+// `data:` line whose player is player (the id or its pseudonym).
+func appendClaimFrame(dst []byte, gen, pos uint64, ev *hunt.Event, player string) []byte {
 	dst = append(dst, "id: "...)
-	dst = appendToken(dst, ev.Epoch)
+	dst = appendPosition(dst, gen, pos)
 	dst = append(dst, "\nevent: claim\ndata: {"...)
-	dst = appendClaimIDs(dst, ev)
+	dst = jsonwire.AppendKey(dst, "claim_id")
+	dst = appendTokenString(dst, ev.Epoch)
+	dst = jsonwire.AppendStringField(dst, "player", player)
+	dst = jsonwire.AppendStringField(dst, "hunt", string(ev.Hunt))
+	dst = jsonwire.AppendStringField(dst, "hotspot", string(ev.Hotspot))
 	dst = jsonwire.AppendStringField(dst, "outcome", ev.Outcome.String())
 	dst = jsonwire.AppendIntField(dst, "points", ev.Points)
 	dst = jsonwire.AppendIntField(dst, "tickets_left", ev.TicketsLeft)

@@ -75,8 +75,8 @@ func TestRenderClaim(t *testing.T) {
 func TestClaimFrame(t *testing.T) {
 	ev := hunt.Event{Kind: hunt.KindClaimCompleted, Outcome: hunt.Granted, Epoch: hunt.Epoch{Partition: 1, Seq: 2},
 		At: time.Date(2030, 1, 2, 3, 4, 5, 678901234, time.FixedZone("x", 3600)), Player: "p\n2", Hunt: "h", Hotspot: "s"}
-	f := string(appendClaimFrame(nil, &ev))
-	const head = "id: 1.2\nevent: claim\ndata: "
+	f := string(appendClaimFrame(nil, 7, 3, &ev, string(ev.Player)))
+	const head = "id: 7-3\nevent: claim\ndata: "
 	if len(f) < len(head) || f[:len(head)] != head || f[len(f)-2:] != "\n\n" {
 		t.Fatalf("frame = %q", f)
 	}

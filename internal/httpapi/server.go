@@ -36,6 +36,15 @@ const (
 	AfterWaitMaxDefault     = 2 * time.Second
 	SubscribersMaxDefault   = 10_000
 	SubscriberLagMaxDefault = 1024 // SSE frames a subscriber may fall behind before it is dropped
+	// StreamsPerPlayerMaxDefault: a player has a phone and maybe a
+	// second screen; a few tabs more is still fine, ten thousand is not.
+	StreamsPerPlayerMaxDefault = 4
+	// StreamsPerAddressMaxDefault: players behind one NAT (a venue's
+	// Wi-Fi) share an address, so this is looser than per player.
+	StreamsPerAddressMaxDefault = 64
+	// FeedRetainDefault: how long a hunt's ring of frames outlives its
+	// last subscriber, so a client that reconnects within it misses nothing.
+	FeedRetainDefault       = 2 * time.Minute
 	HeartbeatEveryDefault   = 15 * time.Second
 	RegionLenMaxDefault     = geo.PrefixLenDefault
 	ImportItemLenMax        = 64 << 10 // one NDJSON line
@@ -89,6 +98,13 @@ type Config struct {
 	// its hunt's feed; one further behind is disconnected. Each hunt with
 	// subscribers keeps this many frames (~300 bytes each). Default 1024.
 	SubscriberLagMax int
+	// StreamsPerPlayerMax and StreamsPerAddressMax bound the open SSE
+	// streams of one player and of one client address (IPv6: one /64; see
+	// TrustedProxies); beyond: 429 too_many_streams. Defaults 4 and 64.
+	StreamsPerPlayerMax, StreamsPerAddressMax int
+	// FeedRetain is how long a hunt's frames are kept after its last
+	// subscriber left, for resuming with Last-Event-ID; default 2 min.
+	FeedRetain time.Duration
 	// HeartbeatEvery is the interval of SSE heartbeat comments; default 15 s.
 	HeartbeatEvery time.Duration
 	// RegionLenMax is the longest leaderboard region (geohash prefix); default 4.
@@ -115,6 +131,13 @@ type Config struct {
 	// PlayerLimiter, if set, replaces the in-process per-player buckets (for
 	// one limiter shared by every node); ClaimRate and ClaimBurst are unused then.
 	PlayerLimiter Limiter
+	// ReadRate is each player's sustained rate of reads per second (GET of
+	// hunts, nearby hotspots, the wallet, the ledger, the leaderboard when
+	// a token is sent, opening a live feed), ReadBurst how many may come at
+	// once; 0 means ReadRateDefault and ReadBurstDefault, LimitOff turns it
+	// off. In-process buckets: per node. Beyond it: 429 rate_limited.
+	ReadRate  float64
+	ReadBurst int
 	// IPRate and IPBurst limit each client address (IPv6: each /64) on every
 	// route but /healthz and /readyz. IPRate 0 (the default) is off: per-IP
 	// limits belong at the edge. IPBurst 0 means twice IPRate.
@@ -138,10 +161,15 @@ func (c *Config) Validate() error {
 	c.AfterWaitMax = cmp.Or(c.AfterWaitMax, AfterWaitMaxDefault)
 	c.SubscribersMax = cmp.Or(c.SubscribersMax, SubscribersMaxDefault)
 	c.SubscriberLagMax = cmp.Or(c.SubscriberLagMax, SubscriberLagMaxDefault)
+	c.StreamsPerPlayerMax = cmp.Or(c.StreamsPerPlayerMax, StreamsPerPlayerMaxDefault)
+	c.StreamsPerAddressMax = cmp.Or(c.StreamsPerAddressMax, StreamsPerAddressMaxDefault)
+	c.FeedRetain = cmp.Or(c.FeedRetain, FeedRetainDefault)
 	c.HeartbeatEvery = cmp.Or(c.HeartbeatEvery, HeartbeatEveryDefault)
 	c.RegionLenMax = cmp.Or(c.RegionLenMax, RegionLenMaxDefault)
 	c.ClaimRate = cmp.Or(c.ClaimRate, ClaimRateDefault)
 	c.ClaimBurst = cmp.Or(c.ClaimBurst, ClaimBurstDefault)
+	c.ReadRate = cmp.Or(c.ReadRate, ReadRateDefault)
+	c.ReadBurst = cmp.Or(c.ReadBurst, ReadBurstDefault)
 	if c.IPRate > 0 && c.IPRate <= limitRateMax && c.IPBurst == 0 {
 		c.IPBurst = max(1, int(math.Ceil(2*c.IPRate)))
 	}
@@ -179,10 +207,15 @@ func (c *Config) Validate() error {
 		{"AfterWaitMax", c.AfterWaitMax < 0},
 		{"SubscribersMax", c.SubscribersMax < 0},
 		{"SubscriberLagMax", c.SubscriberLagMax < 0},
+		{"StreamsPerPlayerMax", c.StreamsPerPlayerMax < 0},
+		{"StreamsPerAddressMax", c.StreamsPerAddressMax < 0},
+		{"FeedRetain", c.FeedRetain < 0},
 		{"HeartbeatEvery", c.HeartbeatEvery < 0},
 		{"RegionLenMax", c.RegionLenMax < 0 || c.RegionLenMax > geo.PrefixLenMax},
 		{"ClaimRate", c.ClaimRate != LimitOff && !(c.ClaimRate > 0 && c.ClaimRate <= limitRateMax)},
 		{"ClaimBurst", c.ClaimBurst < 1 || c.ClaimBurst > math.MaxInt32},
+		{"ReadRate", c.ReadRate != LimitOff && !(c.ReadRate > 0 && c.ReadRate <= limitRateMax)},
+		{"ReadBurst", c.ReadBurst < 1 || c.ReadBurst > math.MaxInt32},
 		{"IPRate", !(c.IPRate >= 0 && c.IPRate <= limitRateMax)},
 		{"IPBurst", c.IPBurst < 0 || c.IPBurst > math.MaxInt32},
 		{"LimitKeysMax", c.LimitKeysMax < 0},
@@ -206,15 +239,20 @@ type Server struct {
 	admin      http.Handler // AdminSeparate: the admin routes; else nil
 	partitions int
 
-	// playerLimit and ipLimit are nil when off (limit.go).
-	playerLimit, ipLimit           Limiter
-	shedRateLimited, shedIPLimited prometheus.Counter
-	limitErrLog                    rate.Sometimes
+	// playerLimit, readLimit and ipLimit are nil when off (limit.go).
+	playerLimit, readLimit, ipLimit                 Limiter
+	shedRateLimited, shedReadLimited, shedIPLimited prometheus.Counter
+	// refusals counts each player's too_far and implausible_movement
+	// refusals (noteRefusal).
+	refusals                         Limiter
+	repeatedTooFar, repeatedMovement prometheus.Counter
+	limitErrLog                      rate.Sometimes
 
 	claimLatency, spendLatency prometheus.Observer
 	// Refusals decided here; the engine counts its own (overloaded,
 	// unavailable) and the replays, so they are not counted twice.
-	shedTimeout, shedNotCaughtUp, shedSubscribers prometheus.Counter
+	shedTimeout, shedNotCaughtUp, shedSubscribers, shedStreams prometheus.Counter
+	feedGaps                                                   prometheus.Counter
 	// errorCount: cairn_http_errors_total by status (errorCounters).
 	errorCount map[int]prometheus.Counter
 
@@ -229,22 +267,29 @@ func New(cfg Config) (*Server, error) {
 	}
 	m := cfg.Metrics
 	s := &Server{
-		cfg:             cfg,
-		eng:             cfg.Engine,
-		board:           cfg.Board,
-		log:             cfg.Logger,
-		auth:            newAuthenticator(cfg.Secret, cfg.AdminToken, cfg.Issuer, cfg.Audience, cfg.Clock),
-		feed:            newHub(cfg.SubscribersMax, cfg.SubscriberLagMax),
-		partitions:      cfg.Engine.Partitions(),
-		claimLatency:    m.ClaimLatency(),
-		spendLatency:    m.SpendLatency(),
-		shedTimeout:     m.Shed.WithLabelValues("timeout"),
-		shedNotCaughtUp: m.Shed.WithLabelValues("not_caught_up"),
-		shedSubscribers: m.Shed.WithLabelValues("too_many_subscribers"),
-		shedRateLimited: m.Shed.WithLabelValues("rate_limited"),
-		shedIPLimited:   m.Shed.WithLabelValues("ip_rate_limited"),
-		limitErrLog:     rate.Sometimes{Interval: 10 * time.Second},
-		errorCount:      errorCounters(m.HTTPErrors),
+		cfg:   cfg,
+		eng:   cfg.Engine,
+		board: cfg.Board,
+		log:   cfg.Logger,
+		auth:  newAuthenticator(cfg.Secret, cfg.AdminToken, cfg.Issuer, cfg.Audience, cfg.Clock),
+		feed: newHub(hubConfig{subscribersMax: cfg.SubscribersMax, lagMax: cfg.SubscriberLagMax,
+			perPlayerMax: cfg.StreamsPerPlayerMax, perAddrMax: cfg.StreamsPerAddressMax,
+			retain: cfg.FeedRetain, now: cfg.Clock, secret: cfg.Secret}),
+		partitions:       cfg.Engine.Partitions(),
+		claimLatency:     m.ClaimLatency(),
+		spendLatency:     m.SpendLatency(),
+		shedTimeout:      m.Shed.WithLabelValues("timeout"),
+		shedNotCaughtUp:  m.Shed.WithLabelValues("not_caught_up"),
+		shedSubscribers:  m.Shed.WithLabelValues("too_many_subscribers"),
+		shedStreams:      m.Shed.WithLabelValues("too_many_streams"),
+		feedGaps:         m.FeedGaps,
+		shedRateLimited:  m.Shed.WithLabelValues("rate_limited"),
+		shedIPLimited:    m.Shed.WithLabelValues("ip_rate_limited"),
+		shedReadLimited:  m.Shed.WithLabelValues("read_rate_limited"),
+		repeatedTooFar:   m.RepeatedRefusals.WithLabelValues(hunt.TooFar.String()),
+		repeatedMovement: m.RepeatedRefusals.WithLabelValues(hunt.ImplausibleMovement.String()),
+		limitErrLog:      rate.Sometimes{Interval: 10 * time.Second},
+		errorCount:       errorCounters(m.HTTPErrors),
 	}
 	if err := s.newLimiters(); err != nil {
 		return nil, err
@@ -272,6 +317,18 @@ func (s *Server) newLimiters() error {
 		}
 		s.playerLimit = b
 	}
+	if c.ReadRate != LimitOff {
+		b, err := limit.NewBuckets(limit.BucketsConfig{Rate: c.ReadRate, Burst: c.ReadBurst, KeysMax: c.LimitKeysMax})
+		if err != nil {
+			return err
+		}
+		s.readLimit = b
+	}
+	b, err := limit.NewBuckets(limit.BucketsConfig{Rate: refusalsPerSecond, Burst: refusalsBurst, KeysMax: c.LimitKeysMax})
+	if err != nil {
+		return err
+	}
+	s.refusals = b
 	if c.IPRate > 0 {
 		b, err := limit.NewBuckets(limit.BucketsConfig{Rate: c.IPRate, Burst: c.IPBurst, KeysMax: c.LimitKeysMax})
 		if err != nil {
@@ -338,13 +395,13 @@ func (s *Server) routes(keep func(path string) bool) http.Handler {
 		{"GET", "/v1/admin/hunts", s.adminListHunts, false},
 		{"POST", "/v1/admin/hunts/{hunt}/hotspots", s.importHotspots, true},
 		{"GET", "/v1/admin/audit", s.audit, true},
-		{"GET", "/v1/hunts/{hunt}", s.getHunt, false},
-		{"GET", "/v1/hunts/{hunt}/hotspots", s.nearby, false},
+		{"GET", "/v1/hunts/{hunt}", s.limitReads(s.getHunt), false},
+		{"GET", "/v1/hunts/{hunt}/hotspots", s.limitReads(s.nearby), false},
 		{"POST", "/v1/hunts/{hunt}/hotspots/{id}/claim", s.limitPlayer(s.claim), false},
-		{"GET", "/v1/hunts/{hunt}/leaderboard", s.leaderboard, false},
-		{"GET", "/v1/hunts/{hunt}/events", s.events, true},
-		{"GET", "/v1/wallet", s.wallet, false},
-		{"GET", "/v1/wallet/ledger", s.ledger, false},
+		{"GET", "/v1/hunts/{hunt}/leaderboard", s.limitReads(s.leaderboard), false},
+		{"GET", "/v1/hunts/{hunt}/events", s.limitReads(s.events), true},
+		{"GET", "/v1/wallet", s.limitReads(s.wallet), false},
+		{"GET", "/v1/wallet/ledger", s.limitReads(s.ledger), false},
 		{"POST", "/v1/wallet/spend", s.limitPlayer(s.spend), false},
 		{"GET", "/v1/consistency", s.consistency, false},
 		{"GET", "/metrics", s.metrics(), false},

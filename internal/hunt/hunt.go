@@ -45,7 +45,15 @@ const (
 	ClaimRadiusMMax     = 100_000
 	ClaimRadiusMDefault = 50
 	MaxSpeedMpsMax      = 10_000
-	MovementGraceSecs   = 1 // implied speed is computed over at least this many seconds
+	// MaxSpeedMpsDefault is the maximum speed of a hunt created without
+	// max_speed_mps: 50 m/s is 180 km/h. Nobody on foot (a sprinter peaks
+	// at ~12 m/s) or by car in a city (urban motorways are limited to
+	// 90-130 km/h, 25-36 m/s) moves faster between two claims; a spoofed
+	// position jumping across a city does. Claims within a second are
+	// measured over a second (MovementGraceSecs), so GPS jitter of a few
+	// metres between quick claims stays far below it.
+	MaxSpeedMpsDefault = 50
+	MovementGraceSecs  = 1 // implied speed is computed over at least this many seconds
 )
 
 // Hunt is one treasure hunt. Zero StartsAt/EndsAt mean "no bound".
@@ -55,7 +63,16 @@ type Hunt struct {
 	StartsAt     time.Time `json:"starts_at,omitzero"`
 	EndsAt       time.Time `json:"ends_at,omitzero"`
 	ClaimRadiusM float64   `json:"claim_radius_m"`
-	MaxSpeedMps  float64   `json:"max_speed_mps"`
+	// MaxSpeedMps bounds the speed implied by a player's consecutive
+	// grants (implausible_movement beyond it); 0 is no check. The API
+	// fills MaxSpeedMpsDefault when a definition leaves it out, so only a
+	// hunt that asks for it runs without the check. Stored hunts keep the
+	// value they were stored with.
+	MaxSpeedMps float64 `json:"max_speed_mps"`
+	// FeedShowsPlayerIDs opts the hunt's live feed in to showing player
+	// ids; by default the feed shows a pseudonym per player and hunt.
+	// Absent from hunts stored before it existed, which is false: private.
+	FeedShowsPlayerIDs bool `json:"feed_shows_player_ids,omitempty"`
 }
 
 // Hotspot is a place with tickets. Geohash is derived from Lat/Lon by Normalize.

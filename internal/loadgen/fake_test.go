@@ -127,6 +127,7 @@ func (f *fakeCairn) putHunt(w http.ResponseWriter, r *http.Request) {
 	var h struct {
 		Name         string  `json:"name"`
 		ClaimRadiusM float64 `json:"claim_radius_m"`
+		MaxSpeedMps  float64 `json:"max_speed_mps"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&h); err != nil {
 		problem(w, http.StatusBadRequest, "bad_json", "")

@@ -65,6 +65,12 @@ type Metrics struct {
 	RedisUp *prometheus.GaugeVec
 	// RedisPing: seconds of each health probe's PING round trip (Redis engine only).
 	RedisPing *prometheus.HistogramVec
+	// FeedGaps: gap events sent on live-feed streams (frames a client missed).
+	FeedGaps prometheus.Counter
+	// RepeatedRefusals: too_far and implausible_movement refusals of a player
+	// who had several of them shortly before (a spoofer or a bot), by outcome.
+	// No player label: the log and the audit have the players.
+	RepeatedRefusals *prometheus.CounterVec
 
 	claimLatency prometheus.Observer
 	spendLatency prometheus.Observer
@@ -134,6 +140,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "cairn_redis_ping_duration_seconds", Help: "Round trip of the Redis health probe's PING (Redis engine).",
 			Buckets: latencyBuckets,
 		}, nil),
+		FeedGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_feed_gaps_total", Help: "Gap events sent on live-feed streams (frames a client missed).",
+		}),
+		RepeatedRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_repeated_refusals_total",
+			Help: "too_far and implausible_movement refusals of a player who had several shortly before, by outcome.",
+		}, []string{"outcome"}),
 	}
 	m.claimLatency = m.RequestLatency.WithLabelValues(Service, OpClaim)
 	m.spendLatency = m.RequestLatency.WithLabelValues(Service, OpSpend)
@@ -145,6 +158,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.GroupSize, m.GroupBatches,
 			m.InboxDepth, m.ConsumerLag, m.DeadLetters, m.ProjectionStaleness, m.Retries,
 			m.HTTPErrors, m.DiskGuard, m.RedisUp, m.RedisPing,
+			m.FeedGaps, m.RepeatedRefusals,
 			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return m

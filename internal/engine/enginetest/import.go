@@ -86,8 +86,8 @@ func testHuntsAndNearby(t *testing.T, h Harness) {
 		hs[0].ClaimRadiusM != 20 || hs[1].ClaimRadiusM != hunt.ClaimRadiusMDefault {
 		t.Fatalf("Hunts() = %+v, %v; want alpha (radius 20), zeta renamed (default radius)", hs, err)
 	}
-	if got, err := e.Hunt(c, "alpha"); err != nil || got.Name != "first" {
-		t.Fatalf("Hunt(alpha) = %+v, %v; want name first", got, err)
+	if got, err := e.Hunt(c, "alpha"); err != nil || got.Name != "first" || got.FeedShowsPlayerIDs {
+		t.Fatalf("Hunt(alpha) = %+v, %v; want name first, a pseudonymous feed", got, err)
 	}
 	for i, d := range []float64{300, 0, 200, 100, 5000} {
 		mustImport(t, e, "alpha", spot(fmt.Sprintf("s%d", i), at.north(d), 2, 1, 1))

@@ -13,7 +13,7 @@ import (
 // wallets, ledger, tickets, hunts, and seqs continue.
 func testRestart(t *testing.T, h Harness) {
 	e := Start(t, h)
-	mustPutHunt(t, e, hunt.Hunt{ID: "h", Name: "restart", MaxSpeedMps: 0})
+	mustPutHunt(t, e, hunt.Hunt{ID: "h", Name: "restart", MaxSpeedMps: 0, FeedShowsPlayerIDs: true})
 	var spots []hunt.Hotspot
 	for i, city := range cities[:6] {
 		spots = append(spots, spot(fmt.Sprintf("s%d", i), city, 2, int64(5+i), 1))
@@ -87,8 +87,8 @@ func testRestart(t *testing.T, h Harness) {
 				t.Fatalf("round %d: Hotspots[%s] after restart = %+v; want %+v", round, id, v, b)
 			}
 		}
-		if hs, err := e.Hunts(c); err != nil || len(hs) != 1 || hs[0].Name != "restart" {
-			t.Fatalf("round %d: Hunts() after restart = %+v, %v", round, hs, err)
+		if hs, err := e.Hunts(c); err != nil || len(hs) != 1 || hs[0].Name != "restart" || !hs[0].FeedShowsPlayerIDs || hs[0].MaxSpeedMps != 0 {
+			t.Fatalf("round %d: Hunts() after restart = %+v, %v; want the hunt as put (feed with ids, no speed check)", round, hs, err)
 		}
 		wantClaim(t, e, claimReq("a", fmt.Sprintf("again-%d", round), "h", "s0", cities[0]), hunt.AlreadyClaimed)
 		ev := wantClaim(t, e, claimReq(fmt.Sprintf("new-%d", round), "k", "h", "s1", cities[1]), hunt.SoldOut)
