@@ -35,6 +35,7 @@ type serveFlags struct {
 	memLimitMiB   int64
 	redisPool     int
 	redisMode     string
+	redisReplicas int
 	allowVolatile bool
 
 	// Abuse limits and the admin listener (httpapi.Config).
@@ -71,6 +72,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address; off when empty")
 	fs.IntVar(&f.redisPool, "redis-pool-size", 0, "Redis: connections for commands (0 = 10 per CPU)")
 	fs.StringVar(&f.redisMode, "redis-mode", "direct", "Redis: direct (the receiving node calls the Function) or stream (queue on the partition's request stream)")
+	fs.IntVar(&f.redisReplicas, "redis-min-replicas", 0, "Redis: answer a claim or spend only after its write reached this many replicas (WAIT), else 503; needs --redis-mode direct")
 	fs.BoolVar(&f.allowVolatile, "allow-volatile-redis", false, "Redis: serve even if Redis may lose acknowledged writes (no AOF or appendfsync not always)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.Float64Var(&f.claimRate, "claim-rate", httpapi.ClaimRateDefault, "claims and spends per second per player, sustained (0 = no limit)")

@@ -34,7 +34,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 		}
 		return redis.Open(ctx, redis.Config{
 			URL: f.store, PoolSize: f.redisPool, Partitions: f.partitions,
-			AllowVolatile: f.allowVolatile, Direct: direct, Logger: log, Metrics: m,
+			AllowVolatile: f.allowVolatile, Direct: direct, MinReplicas: f.redisReplicas, Logger: log, Metrics: m,
 		})
 	default:
 		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db or rediss://host:port/db", f.store)

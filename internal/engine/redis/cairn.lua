@@ -1,5 +1,5 @@
 #!lua name=cairn
--- cairn-version: 4
+-- cairn-version: 5
 --
 -- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
 -- REPLACE by internal/engine/redis when the library in Redis is missing or
@@ -162,10 +162,14 @@ local function event(kind, outcome, part, seq, at_ms, player, key, fp, hunt, hot
     reward, points, tickets_left, amount, balance, reason }, ' ')
 end
 
--- The recorded decision of (player, key), or an error if the key was used for another request.
-local function replay(rec, fp)
+-- The recorded decision of (player, key), or an error if the key was used for
+-- another request. The record is written again (same value): a write, so a
+-- node that WAITs for replicas after this call (MinReplicas) waits until the
+-- replicas have everything up to here, the replayed decision included.
+local function replay(kidem, key, rec, fp)
   local r = fields(rec)
   if r[1] ~= fp then return 'err key_reused' end
+  redis.call('HSET', kidem, key, rec)
   local id = r[3] .. '-0'
   local got = redis.call('XRANGE', 'cairn:{p' .. r[2] .. '}:log', id, id)
   if #got == 0 then
@@ -228,7 +232,7 @@ local function claim_decide(keys, a)
   local now20, now_s, now_ns, now_ms, part, rid = a[8], tonumber(a[9]), tonumber(a[10]), a[11], a[12], a[16]
 
   local rec = redis.call('HGET', kidem, key)
-  if rec then return replay(rec, fp) end
+  if rec then return replay(kidem, key, rec, fp) end
 
   local h = redis.call('HMGET', khunt, 'sa', 'ea', 'r', 'v')
   if not h[3] then return 'err unknown_hunt' end
@@ -297,7 +301,7 @@ local function spend_decide(keys, a)
   local player, key, fp, amount_s, reason, now_ms, part, rid = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[11]
 
   local rec = redis.call('HGET', kidem, key)
-  if rec then return replay(rec, fp) end
+  if rec then return replay(kidem, key, rec, fp) end
 
   local balance = tonumber(redis.call('HGET', kwal, 'b') or '0')
   local outcome = SPENT

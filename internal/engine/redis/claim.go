@@ -278,12 +278,43 @@ func (e *Engine) decideDirect(ctx context.Context, r *request) (string, error) {
 	defer cancel()
 	start := time.Now()
 	fn, keys, args := r.fcall(e.now(), "")
+	if e.cfg.MinReplicas > 0 {
+		return e.decideReplicated(ctx, cctx, start, fn, keys, args)
+	}
 	msg, err := e.ap.FCall(cctx, fn, keys, args...).Text()
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
 		return "", e.callErr("decide", err)
+	}
+	e.met.CommitLatency.Observe(time.Since(start).Seconds())
+	return msg, nil
+}
+
+// decideReplicated sends the Function call and a WAIT for MinReplicas in one
+// pipeline on one connection (WAIT counts the replicas that have every write
+// of its own connection so far), and answers only if enough replicas have it.
+// A replay writes too (the Function rewrites the idempotency record), so its
+// WAIT also covers the decision it replays, made earlier on any connection.
+func (e *Engine) decideReplicated(ctx, cctx context.Context, start time.Time, fn string, keys []string, args []any) (string, error) {
+	pipe := e.rdb.Pipeline()
+	call := pipe.FCall(cctx, fn, keys, args...)
+	wait := pipe.Do(cctx, "WAIT", e.cfg.MinReplicas, e.cfg.ReplicaTimeout.Milliseconds())
+	_, _ = pipe.Exec(cctx)
+	msg, err := call.Text()
+	if err == nil {
+		err = wait.Err()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", e.callErr("decide", err)
+	}
+	if n, _ := wait.Int64(); n < int64(e.cfg.MinReplicas) {
+		return "", fmt.Errorf("%w: decide: %w: %d of %d replicas within %v",
+			engine.ErrUnavailable, ErrNotReplicated, n, e.cfg.MinReplicas, e.cfg.ReplicaTimeout)
 	}
 	e.met.CommitLatency.Observe(time.Since(start).Seconds())
 	return msg, nil

@@ -64,6 +64,15 @@ type Config struct {
 	// AllowVolatile lets the engine run on a Redis that may lose acknowledged
 	// writes (no AOF, or appendfsync other than always). It logs a warning.
 	AllowVolatile bool
+	// MinReplicas: a claim or spend is answered only after its write reached
+	// at least this many replicas (WAIT on the connection that wrote it), or
+	// refused with engine.ErrUnavailable (503; the decision stands and a
+	// retry with the same key replays it); default 0 (no replica asked).
+	// Needs Direct: the stream pipeline publishes answers from inside the
+	// Function, before a WAIT could run.
+	MinReplicas int
+	// ReplicaTimeout bounds the wait for MinReplicas; default CallTimeout/2.
+	ReplicaTimeout time.Duration
 	// Direct: the node that receives a claim calls the Function itself
 	// instead of queueing it on the partition's request stream. Same Function,
 	// same log; the stream pipeline keeps running for entries queued by others.
@@ -88,6 +97,7 @@ const (
 	HealthIntervalDefault      = 200 * time.Millisecond
 	MaintenanceIntervalDefault = time.Second
 	ReadersMax                 = 64
+	MinReplicasMax             = 16
 )
 
 func (c Config) withDefaults() Config {
@@ -102,6 +112,7 @@ func (c Config) withDefaults() Config {
 	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenMaxDefault)
 	c.InflightMax = cmp.Or(c.InflightMax, InflightMaxDefault)
 	c.CallTimeout = cmp.Or(c.CallTimeout, CallTimeoutDefault)
+	c.ReplicaTimeout = cmp.Or(c.ReplicaTimeout, c.CallTimeout/2)
 	c.HealthInterval = cmp.Or(c.HealthInterval, HealthIntervalDefault)
 	c.MaintenanceInterval = cmp.Or(c.MaintenanceInterval, MaintenanceIntervalDefault)
 	// Defaults that must be built (a random consumer name, metrics) are
@@ -161,6 +172,15 @@ func (c Config) Validate() error {
 	}
 	if c.CallTimeout < time.Millisecond {
 		bad("call timeout %v must be >= 1ms", c.CallTimeout)
+	}
+	if c.MinReplicas < 0 || c.MinReplicas > MinReplicasMax {
+		bad("min replicas %d must be in [0, %d]", c.MinReplicas, MinReplicasMax)
+	}
+	if c.MinReplicas > 0 && !c.Direct {
+		bad("min replicas %d needs direct mode: the stream pipeline answers from inside the Function, before WAIT", c.MinReplicas)
+	}
+	if c.MinReplicas > 0 && (c.ReplicaTimeout < time.Millisecond || c.ReplicaTimeout >= c.CallTimeout) {
+		bad("replica timeout %v must be in [1ms, call timeout %v)", c.ReplicaTimeout, c.CallTimeout)
 	}
 	if c.HealthInterval < time.Millisecond || c.MaintenanceInterval < time.Millisecond {
 		bad("health interval %v and maintenance interval %v must be >= 1ms", c.HealthInterval, c.MaintenanceInterval)

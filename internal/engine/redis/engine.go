@@ -62,6 +62,10 @@ var (
 	ErrMismatch = errors.New("redis engine: redis holds state of another configuration")
 	// ErrLibraryNewer: Redis holds a newer cairn library than this node's.
 	ErrLibraryNewer = errors.New("redis engine: redis holds a newer cairn function library")
+	// ErrNotReplicated: a decision was written but did not reach MinReplicas
+	// replicas within ReplicaTimeout; callers see it wrapped in
+	// engine.ErrUnavailable (503), and a retry with the same key replays it.
+	ErrNotReplicated = errors.New("redis engine: write not acknowledged by enough replicas")
 )
 
 // sinkWaitMax bounds how long an answer waits for the local tailer to have fed

@@ -33,6 +33,7 @@ type Server struct {
 	Port     int
 	Dir      string
 	Volatile bool
+	primary  string // host:port this server replicates, "" for a primary
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
@@ -42,6 +43,10 @@ type Option func(*Server)
 
 // Volatile starts Redis without AOF (appendonly no), as a cache would run.
 func Volatile() Option { return func(s *Server) { s.Volatile = true } }
+
+// ReplicaOf starts the server as a replica of primary (--replicaof), durable
+// like any other. Promote it with REPLICAOF NO ONE.
+func ReplicaOf(primary *Server) Option { return func(s *Server) { s.primary = primary.Addr() } }
 
 // Binary finds redis-server: $REDIS_SERVER, then /usr/bin/redis-server, then
 // $PATH. It skips t when there is none, or fails it when CI=true.
@@ -98,6 +103,9 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir, "--save", "",
 		"--daemonize", "no", "--protected-mode", "no", "--logfile", filepath.Join(s.Dir, "redis.log"),
 	}, aof...)
+	if host, port, ok := strings.Cut(s.primary, ":"); ok {
+		args = append(args, "--replicaof", host, port)
+	}
 	cmd := exec.Command(s.bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
