@@ -127,7 +127,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	shot(c, "1-demo-at-rest.png")
 
 	// A claim through the API shows on the map (a flash) and in the feed.
-	secret, _, err := loadSecrets(data)
+	secret, err := loadTokenSecret(data, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

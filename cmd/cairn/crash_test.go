@@ -110,11 +110,17 @@ type proc struct {
 
 func startServe(t *testing.T, bin, dataDir, addr string, extra ...string) *proc {
 	t.Helper()
+	return startServeEnv(t, bin, dataDir, addr, append(os.Environ(), "CAIRN_SECRET="+testSecret, "CAIRN_ADMIN_TOKEN="+testAdmin), extra...)
+}
+
+// startServeEnv is startServe with the process's whole environment given.
+func startServeEnv(t *testing.T, bin, dataDir, addr string, env []string, extra ...string) *proc {
+	t.Helper()
 	// --claim-rate 0: the crash loops resolve thousands of keys per player
 	// back to back; the per-player limit has its own tests (httpapi).
 	args := append([]string{"serve", "--addr", addr, "--data", dataDir, "--partitions", "8", "--claim-rate", "0"}, extra...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "CAIRN_SECRET="+testSecret, "CAIRN_ADMIN_TOKEN="+testAdmin)
+	cmd.Env = env
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

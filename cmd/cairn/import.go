@@ -187,10 +187,11 @@ func importAdminToken(flagToken, dataDir string) (string, error) {
 	if t := os.Getenv("CAIRN_ADMIN_TOKEN"); t != "" {
 		return t, nil
 	}
-	_, admin, err := readSecretsFile(filepath.Join(dataDir, secretsFile))
+	f, err := readSecretsFile(filepath.Join(dataDir, secretsFile))
 	if err != nil {
 		return "", fmt.Errorf("no admin token: give --admin-token, set CAIRN_ADMIN_TOKEN, or point --data at the server's data directory (%w)", err)
 	}
+	admin := f.adminToken
 	if admin == "" {
 		return "", fmt.Errorf("no admin token: %s has none; give --admin-token or set CAIRN_ADMIN_TOKEN", filepath.Join(dataDir, secretsFile))
 	}

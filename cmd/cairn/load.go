@@ -71,11 +71,11 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		cfg.Rate = r
 	}
-	secret, admin, err := loadSecrets(*dataDir)
+	sec, err := loadSecrets(*dataDir, os.Getenv)
 	if err != nil {
 		return err
 	}
-	cfg.Secret, cfg.AdminToken = secret, admin
+	cfg.Secret, cfg.AdminToken = []byte(sec.secret), sec.adminToken
 	if !*jsonOut && isTerminal(stderr) {
 		cfg.Progress = stderr
 	}

@@ -13,93 +13,227 @@ import (
 )
 
 // secretsFile is where `serve` keeps the secrets it generated (mode 0600).
+// It holds only generated values: a secret the operator supplied in the
+// environment stays where the operator keeps it.
 const secretsFile = "secrets.env"
 
-// loadSecrets returns CAIRN_SECRET and CAIRN_ADMIN_TOKEN from the environment,
-// or else from <dataDir>/secrets.env.
-func loadSecrets(dataDir string) (secret []byte, adminToken string, err error) {
-	s, a := os.Getenv("CAIRN_SECRET"), os.Getenv("CAIRN_ADMIN_TOKEN")
-	if s == "" || a == "" {
-		fileS, fileA, ferr := readSecretsFile(filepath.Join(dataDir, secretsFile))
-		if ferr != nil && (s == "" || a == "") {
-			return nil, "", fmt.Errorf("CAIRN_SECRET and CAIRN_ADMIN_TOKEN are not set and %w", ferr)
-		}
-		if s == "" {
-			s = fileS
-		}
-		if a == "" {
-			a = fileA
-		}
-	}
-	if len(s) < 32 {
-		return nil, "", errors.New("CAIRN_SECRET must be at least 32 characters (HS256 wants a 256-bit key)")
-	}
-	if len(a) < 16 {
-		return nil, "", errors.New("CAIRN_ADMIN_TOKEN must be at least 16 characters")
-	}
-	return []byte(s), a, nil
+const (
+	envSecret     = "CAIRN_SECRET"
+	envAdminToken = "CAIRN_ADMIN_TOKEN"
+
+	// secretLenMin is CAIRN_SECRET's minimum length: HS256 wants a 256-bit key.
+	secretLenMin = 32
+	// adminTokenLenMin is CAIRN_ADMIN_TOKEN's minimum length.
+	adminTokenLenMin = 16
+)
+
+// errSecrets wraps every refusal of the secrets (a value too short, a file
+// others may read, a file that lacks a value).
+var errSecrets = errors.New("secrets")
+
+// secrets are the two values `serve` needs; token needs only secret.
+type secrets struct {
+	secret     string
+	adminToken string
 }
 
-// ensureSecrets is loadSecrets for `serve`: where neither the environment nor
-// the file has them, it generates both once and writes the file. created says
-// whether it did.
-func ensureSecrets(dataDir string) (secret []byte, adminToken string, created bool, err error) {
-	secret, adminToken, err = loadSecrets(dataDir)
-	if err == nil {
-		return secret, adminToken, false, nil
+// loadSecrets returns CAIRN_SECRET and CAIRN_ADMIN_TOKEN from the environment,
+// or else from <dataDir>/secrets.env, validated. The file is read only when a
+// value is missing from the environment, and refused if its mode lets the
+// group or others read it.
+func loadSecrets(dataDir string, getenv func(string) string) (secrets, error) {
+	s := secrets{secret: getenv(envSecret), adminToken: getenv(envAdminToken)}
+	if s.secret == "" || s.adminToken == "" {
+		path := filepath.Join(dataDir, secretsFile)
+		f, err := readSecretsFile(path)
+		if err != nil {
+			return secrets{}, fmt.Errorf("%s not set in the environment, and %w", s.missing(), err)
+		}
+		if s = s.or(f); s.secret == "" || s.adminToken == "" {
+			return secrets{}, fmt.Errorf("%w: %s set neither in the environment nor in %s", errSecrets, s.missing(), path)
+		}
 	}
+	if err := s.validate(); err != nil {
+		return secrets{}, err
+	}
+	return s, nil
+}
+
+// missing names the values s lacks.
+func (s secrets) missing() string {
+	var names []string
+	if s.secret == "" {
+		names = append(names, envSecret)
+	}
+	if s.adminToken == "" {
+		names = append(names, envAdminToken)
+	}
+	return strings.Join(names, " and ")
+}
+
+// loadTokenSecret is loadSecrets for `cairn token`, which needs CAIRN_SECRET
+// only: from the environment, or else from the file.
+func loadTokenSecret(dataDir string, getenv func(string) string) ([]byte, error) {
+	s := secrets{secret: getenv(envSecret)}
+	if s.secret == "" {
+		path := filepath.Join(dataDir, secretsFile)
+		f, err := readSecretsFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s not set in the environment, and %w", envSecret, err)
+		}
+		if s.secret = f.secret; s.secret == "" {
+			return nil, fmt.Errorf("%w: %s set neither in the environment nor in %s", errSecrets, envSecret, path)
+		}
+	}
+	if err := validSecret(s.secret); err != nil {
+		return nil, err
+	}
+	return []byte(s.secret), nil
+}
+
+// or fills the values s lacks from o.
+func (s secrets) or(o secrets) secrets {
+	if s.secret == "" {
+		s.secret = o.secret
+	}
+	if s.adminToken == "" {
+		s.adminToken = o.adminToken
+	}
+	return s
+}
+
+// validate reports every problem of s at once.
+func (s secrets) validate() error {
+	return errors.Join(validSecret(s.secret), validAdminToken(s.adminToken))
+}
+
+func validSecret(v string) error {
+	if len(v) < secretLenMin {
+		return fmt.Errorf("%w: %s must be at least %d characters (HS256 wants a 256-bit key)", errSecrets, envSecret, secretLenMin)
+	}
+	return nil
+}
+
+func validAdminToken(v string) error {
+	if len(v) < adminTokenLenMin {
+		return fmt.Errorf("%w: %s must be at least %d characters", errSecrets, envAdminToken, adminTokenLenMin)
+	}
+	return nil
+}
+
+// ensureSecrets is loadSecrets for `serve`: a value set in neither the
+// environment nor an existing file is generated, and only the generated
+// values are written to a new secrets file. Everything is validated before
+// anything is written, so a refused start leaves no file behind; an existing
+// file is never rewritten. generated names the values it generated (empty
+// when it wrote nothing).
+func ensureSecrets(dataDir string, getenv func(string) string) (s secrets, generated []string, err error) {
 	path := filepath.Join(dataDir, secretsFile)
-	if _, statErr := os.Stat(path); !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, "", false, err // the file exists but is unusable: never overwrite it
+	s = secrets{secret: getenv(envSecret), adminToken: getenv(envAdminToken)}
+	if s.secret != "" && s.adminToken != "" {
+		return s, nil, s.validate()
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, "", false, err
+	if _, statErr := os.Lstat(path); !errors.Is(statErr, fs.ErrNotExist) {
+		// The file exists (or cannot even be looked at): use it, never rewrite it.
+		s, err = loadSecrets(dataDir, getenv)
+		return s, nil, err
 	}
-	s, a := randomHex(32), randomHex(24)
-	if v := os.Getenv("CAIRN_SECRET"); v != "" {
-		s = v
+	var gen secrets
+	if s.secret == "" {
+		gen.secret = randomHex(32)
+		generated = append(generated, envSecret)
 	}
-	if v := os.Getenv("CAIRN_ADMIN_TOKEN"); v != "" {
-		a = v
+	if s.adminToken == "" {
+		gen.adminToken = randomHex(24)
+		generated = append(generated, envAdminToken)
 	}
-	body := "# Generated by cairn serve. Keep private.\nCAIRN_SECRET=" + s + "\nCAIRN_ADMIN_TOKEN=" + a + "\n"
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	s = s.or(gen)
+	if err := s.validate(); err != nil {
+		return secrets{}, nil, err
+	}
+	body := "# Generated by cairn serve. Keep private (mode 0600).\n"
+	if gen.secret != "" {
+		body += envSecret + "=" + gen.secret + "\n"
+	}
+	if gen.adminToken != "" {
+		body += envAdminToken + "=" + gen.adminToken + "\n"
+	}
+	if err := writeNewFile(path, body); err != nil {
+		return secrets{}, nil, fmt.Errorf("writing generated secrets: %w", err)
+	}
+	return s, generated, nil
+}
+
+// writeNewFile writes body to path, mode 0600, complete or not at all: a
+// temporary file in the same directory, synced, then linked to path, which
+// fails rather than replace a file that appeared meanwhile.
+func writeNewFile(path, body string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".secrets-*.tmp") // CreateTemp creates mode 0600
 	if err != nil {
-		return nil, "", false, err
+		return err
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	if _, err := f.WriteString(body); err != nil {
 		f.Close()
-		return nil, "", false, err
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, "", false, err
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return nil, "", false, err
+		return err
 	}
-	secret, adminToken, err = loadSecrets(dataDir)
-	return secret, adminToken, err == nil, err
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // the link durable too; a directory that cannot sync still holds it
+		d.Close()
+	}
+	return nil
 }
 
-func readSecretsFile(path string) (secret, admin string, err error) {
+// readSecretsFile reads the values in path, refusing a file that is not a
+// regular file or that the group or others may read or write.
+func readSecretsFile(path string) (secrets, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", "", fmt.Errorf("cannot read %s: %w", path, err)
+		return secrets{}, fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return secrets{}, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return secrets{}, fmt.Errorf("%w: %s is not a regular file", errSecrets, path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return secrets{}, fmt.Errorf("%w: %s has mode %04o: the group or others may read it, so its secrets may have leaked; "+
+			"if they have not, run chmod 600 %s (else delete it and let serve generate new ones)", errSecrets, path, perm, path)
+	}
+	var s secrets
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
 		switch {
 		case !ok:
-		case k == "CAIRN_SECRET":
-			secret = v
-		case k == "CAIRN_ADMIN_TOKEN":
-			admin = v
+		case k == envSecret:
+			s.secret = v
+		case k == envAdminToken:
+			s.adminToken = v
 		}
 	}
-	return secret, admin, sc.Err()
+	if err := sc.Err(); err != nil {
+		return secrets{}, fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	return s, nil
 }
 
 func randomHex(n int) string {

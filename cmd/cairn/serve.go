@@ -116,13 +116,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		readRate = httpapi.LimitOff
 	}
 
-	secret, adminToken, created, err := ensureSecrets(f.data)
+	sec, generated, err := ensureSecrets(f.data, os.Getenv)
 	if err != nil {
 		return err
 	}
-	if created {
-		log.Info("generated CAIRN_SECRET and CAIRN_ADMIN_TOKEN", "file", filepath.Join(f.data, secretsFile))
+	if len(generated) > 0 {
+		log.Info("generated "+strings.Join(generated, " and ")+", kept in the data directory (mode 0600)", "file", filepath.Join(f.data, secretsFile))
 	}
+	secret, adminToken := []byte(sec.secret), sec.adminToken
 
 	reg := prometheus.NewRegistry()
 	metrics := telemetry.New(reg)

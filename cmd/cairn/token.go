@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/cairnhq/cairn/internal/httpapi"
@@ -28,7 +29,7 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if *ttl <= 0 || *ttl > 365*24*time.Hour {
 		return fmt.Errorf("--ttl must be in (0, 8760h]")
 	}
-	secret, _, err := loadSecrets(*data)
+	secret, err := loadTokenSecret(*data, os.Getenv)
 	if err != nil {
 		return err
 	}

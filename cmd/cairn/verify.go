@@ -71,11 +71,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func verifyOnline(ctx context.Context, target, dataDir string) (audit.Report, error) {
-	_, admin, err := loadSecrets(dataDir)
+	sec, err := loadSecrets(dataDir, os.Getenv)
 	if err != nil {
 		return audit.Report{}, err
 	}
-	return loadgen.Audit(ctx, target, admin)
+	return loadgen.Audit(ctx, target, sec.adminToken)
 }
 
 // verifyOffline opens the embedded store the way serve lays it out
