@@ -425,11 +425,20 @@ func (b *importBody) fill() bool {
 // reports whether there is one.
 func (b *importBody) prime() bool { return b.fill() }
 
+// Read fills p with as many items as fit, so the chunks on the wire are as
+// large as the transport's buffer, not one per hotspot.
 func (b *importBody) Read(p []byte) (int, error) {
-	if b.off == len(b.line) && !b.fill() {
+	n := 0
+	for n < len(p) {
+		if b.off == len(b.line) && !b.fill() {
+			break
+		}
+		c := copy(p[n:], b.line[b.off:])
+		b.off += c
+		n += c
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
-	n := copy(p, b.line[b.off:])
-	b.off += n
 	return n, nil
 }
