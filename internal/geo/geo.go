@@ -138,3 +138,61 @@ func Neighbors(lat, lon, radiusM float64, chars int) []string {
 	}
 	return out
 }
+
+// Coordinates are kept at 1e-7 degree (about 1.1 cm at the equator) in
+// fixed point: an int32 holds any latitude or longitude.
+const e7 = 1e7
+
+// ToE7 is lat or lon in units of 1e-7 degree, rounded to nearest.
+func ToE7(deg float64) int32 { return int32(math.Round(deg * e7)) }
+
+// FromE7 is the inverse of ToE7; FromE7(ToE7(x)) is the float64 a
+// normalized hotspot coordinate holds, and ToE7(FromE7(v)) == v.
+func FromE7(v int32) float64 { return float64(v) / e7 }
+
+// RoundE7 rounds deg to the 1e-7 degree grid the engines keep.
+func RoundE7(deg float64) float64 { return FromE7(ToE7(deg)) }
+
+// HashBits is the number of bits of a GeohashLen-character geohash.
+const HashBits = 5 * GeohashLen
+
+// EncodeBits is the geohash of lat/lon as an integer of bits bits (5 per
+// character): the same cell as Encode with bits/5 characters.
+func EncodeBits(lat, lon float64, bits uint) uint64 {
+	// The library wraps lat 90 to the southernmost cell (its integer
+	// overflows); the pole belongs to the northernmost. (lon 180 wraps to
+	// -180, which is the same meridian.)
+	lat = min(lat, 90-1e-9)
+	return geohash.EncodeIntWithPrecision(lat, lon, bits)
+}
+
+// Box is a geohash cell's extent in degrees.
+type Box struct{ MinLat, MaxLat, MinLon, MaxLon float64 }
+
+// CellBox is the extent of the cell whose geohash is the integer hash of bits bits.
+func CellBox(hash uint64, bits uint) Box {
+	b := geohash.BoundingBoxIntWithPrecision(hash, bits)
+	return Box{b.MinLat, b.MaxLat, b.MinLng, b.MaxLng}
+}
+
+// MinDistanceM is a lower bound, in metres, of the great-circle distance from
+// lat/lon to any point of b (0 when the point is inside). It is the larger of
+// two bounds that hold for every point of b: the latitude gap (no path is
+// shorter than its change of latitude), and, when lon is outside the cell's
+// longitudes, the distance to the nearer of the great circles through the
+// cell's two bounding meridians (a path into the cell crosses one of them).
+func MinDistanceM(lat, lon float64, b Box) float64 {
+	const rad = math.Pi / 180
+	var d float64
+	if lat < b.MinLat {
+		d = (b.MinLat - lat) * rad
+	} else if lat > b.MaxLat {
+		d = (lat - b.MaxLat) * rad
+	}
+	if lon < b.MinLon || lon > b.MaxLon {
+		cos := math.Abs(math.Cos(lat * rad))
+		x := math.Min(math.Abs(math.Sin((lon-b.MinLon)*rad)), math.Abs(math.Sin((lon-b.MaxLon)*rad)))
+		d = math.Max(d, math.Asin(math.Min(1, cos*x)))
+	}
+	return d * earthRadiusM
+}

@@ -150,7 +150,8 @@ func (h *Hunt) Normalize() error {
 	return nil
 }
 
-// Normalize checks every field and derives the geohash.
+// Normalize checks every field, rounds the coordinates to 1e-7 degree and
+// derives the geohash.
 func (s *Hotspot) Normalize() error {
 	if !ValidID(string(s.ID)) {
 		return invalid("id", "must be 1-%d characters of letters, digits, '.', '_', ':' or '-'", IDLenMax)
@@ -170,6 +171,8 @@ func (s *Hotspot) Normalize() error {
 	if !s.OpensAt.IsZero() && !s.ClosesAt.IsZero() && !s.ClosesAt.After(s.OpensAt) {
 		return invalid("closes_at", "must be after opens_at")
 	}
+	// Kept at 1e-7 degree (about 1 cm), the precision the engines store.
+	s.Lat, s.Lon = geo.RoundE7(s.Lat), geo.RoundE7(s.Lon)
 	s.Geohash = geo.Encode(s.Lat, s.Lon, geo.GeohashLen)
 	return nil
 }

@@ -34,15 +34,7 @@ func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
 		he.def.Store(&h)
 		return nil
 	}
-	he := newHuntEntry(h.ID)
-	he.def.Store(&h)
-	old := *e.hunts.snap.Load()
-	m := make(map[hunt.HuntID]*huntEntry, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	m[h.ID] = he
-	e.hunts.snap.Store(&m)
+	e.hunts.add(&h)
 	return nil
 }
 
@@ -74,10 +66,10 @@ func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.H
 	byPart := make(map[geo.Partition][]importItem)
 	for i := range items {
 		it := items[i]
-		it.slot = e.slots.getOrCreate(slotKey{id, it.def.ID}, func() *slot {
-			return &slot{hunt: he, part: geo.PartitionOf(it.def.Geohash, e.prefixLen, len(e.parts))}
-		})
-		byPart[it.slot.part] = append(byPart[it.slot.part], it)
+		it.spot = e.spots.create(he.ord, string(it.def.ID), geo.PartitionOf(it.def.Geohash, e.prefixLen, len(e.parts)))
+		it.decided = e.spots.compact(&it.def)
+		part := e.spots.partOf(it.spot)
+		byPart[part] = append(byPart[part], it)
 	}
 	var sent []*request
 	var err error

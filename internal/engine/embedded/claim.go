@@ -18,15 +18,16 @@ func (e *Engine) Claim(ctx context.Context, req *hunt.ClaimRequest) (hunt.ClaimR
 		e.shedUnavailable.Inc()
 		return hunt.ClaimResult{}, engine.ErrUnavailable
 	}
-	s := e.slots.get(slotKey{req.Hunt, req.Hotspot})
-	if s == nil || s.def.Load() == nil {
-		if e.hunts.get(req.Hunt) == nil {
-			return hunt.ClaimResult{}, hunt.ErrUnknownHunt
-		}
+	he := e.hunts.get(req.Hunt)
+	if he == nil {
+		return hunt.ClaimResult{}, hunt.ErrUnknownHunt
+	}
+	spot, ok := e.spots.find(he.ord, string(req.Hotspot))
+	if !ok || !e.spots.def(spot).exists() {
 		return hunt.ClaimResult{}, hunt.ErrUnknownHotspot
 	}
-	r := &request{kind: reqClaim, key: idemKey{req.Player, req.Key}, claim: *req, slot: s}
-	ev, replayed, err := e.submit(ctx, e.parts[s.part], r, req.Fingerprint(), hunt.KindClaimCompleted)
+	r := &request{kind: reqClaim, key: idemKey{req.Player, req.Key}, claim: *req, spot: spot}
+	ev, replayed, err := e.submit(ctx, e.parts[e.spots.partOf(spot)], r, req.Fingerprint(), hunt.KindClaimCompleted)
 	return hunt.ClaimResult{Event: ev, Replayed: replayed}, err
 }
 

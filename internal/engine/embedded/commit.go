@@ -21,6 +21,8 @@ type pending struct {
 	events []hunt.Event // copies, delivered to the sinks after the commit
 	now    time.Time    // the batch's decision time
 	seq    hunt.Seq     // the partition's seq after this batch
+	// importNo numbers the batch among its partition's import batches (0: it imports nothing).
+	importNo uint64
 	// err is set when the batch was refused before anything was decided
 	// (engine failed, disk low): nothing to write, every request gets err.
 	err error
@@ -61,6 +63,7 @@ func (pd *pending) reset() {
 	clear(pd.reqs) // drop references so answered requests can be collected
 	pd.reqs = pd.reqs[:0]
 	pd.err = nil
+	pd.importNo = 0
 }
 
 // committer makes the pendings of every partition durable together: it takes

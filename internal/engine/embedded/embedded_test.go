@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/engine/enginetest"
+	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
 	"github.com/cairnhq/cairn/internal/telemetry"
 )
@@ -99,9 +100,18 @@ func setup(t *testing.T, e engine.Engine, tickets int64) {
 		t.Fatalf("ImportHotspots = %v", err)
 	}
 	en := unwrap(e)
-	if a, b := en.slots.get(slotKey{"h", "block"}).part, en.slots.get(slotKey{"h", "gold"}).part; a != b {
+	if a, b := partOf(en, "block"), partOf(en, "gold"); a != b {
 		t.Fatalf("fixture hotspots in partitions %d and %d; want one", a, b)
 	}
+}
+
+// partOf returns the partition of hotspot spot of hunt "h" (which must exist).
+func partOf(e *Engine, spot string) geo.Partition {
+	i, ok := e.spots.find(e.hunts.get("h").ord, spot)
+	if !ok {
+		panic("no hotspot " + spot)
+	}
+	return e.spots.partOf(i)
 }
 
 // unwrap returns the embedded engine inside what enginetest.Start returns.
@@ -138,7 +148,7 @@ func claimAsync(e engine.Engine, req *hunt.ClaimRequest) <-chan answer {
 
 func depth(e engine.Engine, spot string) int {
 	en := unwrap(e)
-	return len(en.parts[en.slots.get(slotKey{"h", hunt.HotspotID(spot)}).part].inbox)
+	return len(en.parts[partOf(en, spot)].inbox)
 }
 
 func countEvents(t *testing.T, e engine.Engine) int {
@@ -467,19 +477,6 @@ func FuzzDecodeDef(f *testing.F) {
 	})
 }
 
-func TestLevelFor(t *testing.T) {
-	for _, tc := range []struct {
-		lat, r float64
-		want   int
-	}{
-		{48, 50, 0}, {48, 3000, 0}, {48, 10_000, 1}, {48, 50_000, 2}, {0, 4000, 0}, {89.99, 50, -1},
-	} {
-		if got := levelFor(tc.lat, tc.r); got != tc.want {
-			t.Errorf("levelFor(%v, %v) = %d; want %d", tc.lat, tc.r, got, tc.want)
-		}
-	}
-}
-
 // TestNearbyPole: near a pole, where no level fits, Nearby scans the hunt and stays exact.
 func TestNearbyPole(t *testing.T) {
 	e := enginetest.Start(t, newHarness(t))
@@ -541,9 +538,9 @@ func decideFixture(tb testing.TB) (*partition, []*request, time.Time) {
 	must(<-done)
 	tb.Cleanup(func() { e.Close() })
 	mk := func(player, spot string, dLat float64) *request {
-		s := e.slots.get(slotKey{"h", hunt.HotspotID(spot)})
-		def := s.def.Load()
-		return &request{kind: reqClaim, slot: s, entry: &entry{},
+		i, _ := e.spots.find(e.hunts.get("h").ord, spot)
+		def := e.spots.hotspot(i, "h", e.spots.def(i))
+		return &request{kind: reqClaim, spot: i, entry: &entry{},
 			claim: hunt.ClaimRequest{Player: hunt.PlayerID(player), Key: "k", Hunt: "h", Hotspot: def.ID, Lat: def.Lat + dLat, Lon: def.Lon}}
 	}
 	var reqs []*request

@@ -88,7 +88,7 @@ type Engine struct {
 	commit    *committer // set by Run
 
 	hunts   huntRegistry
-	slots   slotIndex
+	spots   hotspotTable
 	idem    idemIndex
 	pos     posIndex
 	wallets walletIndex
@@ -154,8 +154,8 @@ func Open(cfg Config) (*Engine, error) {
 	}
 	e.diskMin.Store(cfg.DiskFreeMinBytes)
 	e.idem.init(db, cfg.IdempotencyWindow, cfg.IdemCacheLenMax, cfg.IdemKeysExpected)
-	empty := map[hunt.HuntID]*huntEntry{}
-	e.hunts.snap.Store(&empty)
+	e.hunts.init()
+	e.spots.init()
 	gauges := telemetry.PartitionGauges(cfg.Metrics.InboxDepth, m.Partitions)
 	e.parts = make([]*partition, m.Partitions)
 	for i := range e.parts {

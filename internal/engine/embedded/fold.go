@@ -26,37 +26,47 @@ import (
 // the live writer panics (its own decision broke an invariant: a bug).
 var errFold = errors.New("event does not fold")
 
-// apply folds one decided event into the writer-owned state of p. s is the
-// hotspot of a claim (nil for a spend). It returns the hotspot's decided
-// grant count after the event, which publish makes visible.
-func (p *partition) apply(ev *hunt.Event, s *slot) (int64, error) {
+// noSpot stands for "no hotspot" where a hotspot index is expected.
+const noSpot = ^uint32(0)
+
+// apply folds one decided event into the writer-owned state of p. spot is
+// the hotspot of a claim (noSpot for a spend, or a claim of a hotspot that
+// does not exist). It returns the hotspot's decided grant count after the
+// event, which publish makes visible.
+func (p *partition) apply(ev *hunt.Event, spot uint32) (uint32, error) {
 	if ev.Epoch.Partition != p.id || ev.Epoch.Seq != p.seq+1 {
 		return 0, fmt.Errorf("%w: epoch %v after seq %d of partition %d (the log is gapless)", errFold, ev.Epoch, p.seq, p.id)
 	}
-	var granted int64
+	var granted uint32
 	switch ev.Kind {
 	case hunt.KindClaimCompleted:
-		if s == nil || s.wdef == nil {
+		t := &p.e.spots
+		var def spotDef
+		if spot != noSpot {
+			def = p.def(spot)
+		}
+		if !def.exists() {
 			return 0, fmt.Errorf("%w: claim of hotspot %s/%s that does not exist", errFold, ev.Hunt, ev.Hotspot)
 		}
-		if s.part != p.id {
-			return 0, fmt.Errorf("%w: hotspot %s/%s of partition %d in the log of %d", errFold, ev.Hunt, ev.Hotspot, s.part, p.id)
+		if part := t.partOf(spot); part != p.id {
+			return 0, fmt.Errorf("%w: hotspot %s/%s of partition %d in the log of %d", errFold, ev.Hunt, ev.Hotspot, part, p.id)
 		}
+		decided := t.decided(spot)
 		if ev.Outcome == hunt.Granted {
-			if _, dup := s.claimers[ev.Player]; dup {
+			pl, _ := p.players.number(ev.Player, true)
+			k := grantKey(spot, pl)
+			if p.grants.has(k) {
 				return 0, fmt.Errorf("%w: I2: %s granted twice at %s/%s", errFold, ev.Player, ev.Hunt, ev.Hotspot)
 			}
-			if s.decided >= s.wdef.Tickets {
-				return 0, fmt.Errorf("%w: I1: hotspot %s/%s granted more than its %d tickets", errFold, ev.Hunt, ev.Hotspot, s.wdef.Tickets)
+			if decided >= def.tickets {
+				return 0, fmt.Errorf("%w: I1: hotspot %s/%s granted more than its %d tickets", errFold, ev.Hunt, ev.Hotspot, def.tickets)
 			}
-			s.decided++
-			if s.claimers == nil {
-				s.claimers = make(map[hunt.PlayerID]struct{}, 1)
-			}
-			s.claimers[ev.Player] = struct{}{}
+			decided++
+			t.setDecided(spot, decided)
+			p.grants.add(k)
 			p.e.pos.update(posKey{ev.Player, ev.Hunt}, position{lat: ev.Lat, lon: ev.Lon, at: ev.At, epoch: ev.Epoch})
 		}
-		granted = s.decided
+		granted = decided
 	case hunt.KindSpendCompleted:
 		if ev.Outcome == hunt.Spent {
 			// A reservation: subtracted before the commit so that the next
@@ -70,13 +80,13 @@ func (p *partition) apply(ev *hunt.Event, s *slot) (int64, error) {
 	return granted, nil
 }
 
-// publish makes one durable event visible. s and granted are what apply
+// publish makes one durable event visible. spot and granted are what apply
 // was given and returned.
-func (e *Engine) publish(ev *hunt.Event, s *slot, granted int64) {
+func (e *Engine) publish(ev *hunt.Event, spot uint32, granted uint32) {
 	switch {
 	case ev.Kind == hunt.KindClaimCompleted && ev.Outcome == hunt.Granted:
 		// A batch's grants publish in order, so the last store is its highest count.
-		s.granted.Store(granted)
+		e.spots.setGranted(spot, granted)
 		if c := ev.Credit(); c != 0 {
 			// Credited only now that the grant is durable: nobody can spend
 			// a credit that a crash could still take back.
@@ -84,5 +94,20 @@ func (e *Engine) publish(ev *hunt.Event, s *slot, granted int64) {
 		}
 	case ev.Kind == hunt.KindSpendCompleted && ev.Outcome == hunt.Spent:
 		e.wallets.getOrCreate(ev.Player).touch(ev.At, ev.Epoch)
+	}
+}
+
+// publishDef makes hotspot i's durable definition d visible and indexes
+// where it is: the committer calls it for imports, Open for every stored
+// definition before the log is replayed.
+func (e *Engine) publishDef(i uint32, d spotDef) {
+	t := &e.spots
+	old := t.def(i)
+	t.setDef(i, d)
+	gh := geohashOf(d)
+	if !old.exists() {
+		e.hunts.ord(t.huntOf(i)).spatial.add(t, gh, i, false)
+	} else if geohashOf(old) != gh {
+		e.hunts.ord(t.huntOf(i)).spatial.add(t, gh, i, true)
 	}
 }

@@ -225,16 +225,18 @@ func dumpState(e *Engine) string {
 	for _, p := range e.parts {
 		add("partition %d seq %d published %d at %d", p.id, p.seq, p.lastSeq.Load(), p.lastAt.Load())
 	}
-	e.slots.each(func(s *slot) {
-		def := s.def.Load()
-		claimers := make([]string, 0, len(s.claimers))
-		for c := range s.claimers {
-			claimers = append(claimers, string(c))
-		}
-		slices.Sort(claimers)
-		add("slot %s/%s part %d def %+v wdef %+v decided %d granted %d claimers %v",
-			def.Hunt, def.ID, s.part, *def, *s.wdef, s.decided, s.granted.Load(), claimers)
-	})
+	t := &e.spots
+	for i := range t.len() {
+		he := e.hunts.ord(t.huntOf(i))
+		p := e.parts[t.partOf(i)]
+		add("hotspot %s/%s part %d def %+v writer's def %+v decided %d granted %d",
+			he.id, t.id(i), p.id, t.hotspot(i, he.id, t.def(i)), t.hotspot(i, he.id, p.def(i)), t.decided(i), t.granted(i))
+	}
+	for _, p := range e.parts {
+		p.grants.each(func(spot, player uint32) {
+			add("granted %s/%s to %s", e.hunts.ord(t.huntOf(spot)).id, t.id(spot), p.players.idOf(player))
+		})
+	}
 	e.wallets.each(func(id hunt.PlayerID, w *wallet) {
 		add("wallet %s balance %d epoch %v at %d", id, w.balance.Load(), w.epoch, w.at.UnixNano())
 	})
@@ -293,7 +295,7 @@ func TestPipeline(t *testing.T) {
 			<-entered // the committer holds the first group
 			second := claimAsync(e, claimAt("p1", "k", "block"))
 			en := unwrap(e)
-			part := en.parts[en.slots.get(slotKey{"h", "block"}).part]
+			part := en.parts[partOf(en, "block")]
 			poll(t, "the second batch decided while the first is held", func() bool {
 				// One pending held by the committer, one queued behind it, one
 				// taken by the writer for whatever comes next.

@@ -1,13 +1,11 @@
 package embedded
 
 import (
-	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
@@ -27,209 +25,29 @@ func fnv32(h uint32, s string) uint32 {
 
 const fnv32Offset = 2166136261
 
-// ---- hotspots ----
+// ---- hunts ----
 
-// slot is one hotspot. def and granted are published by the owning partition
-// writer after the batch that changed them is durable, and read by anyone;
-// the fields below them belong to the writer alone (and to Open before any
-// writer starts).
-type slot struct {
-	def     atomic.Pointer[hunt.Hotspot] // nil until the first import is durable
-	granted atomic.Int64                 // durable grants
-	hunt    *huntEntry
-	part    geo.Partition // fixed when the slot is created (see store.go)
-
-	// Writer-owned: the state decisions are made against, including the
-	// effects of the batch being built.
-	wdef     *hunt.Hotspot
-	decided  int64
-	claimers map[hunt.PlayerID]struct{}
-}
-
-type slotKey struct {
-	hunt    hunt.HuntID
-	hotspot hunt.HotspotID
-}
-
-type slotShard struct {
-	mu sync.RWMutex
-	m  map[slotKey]*slot
-}
-
-type slotIndex struct{ shards [shardCount]slotShard }
-
-func (x *slotIndex) shard(k slotKey) *slotShard {
-	return &x.shards[fnv32(fnv32(fnv32Offset, string(k.hunt)), string(k.hotspot))%shardCount]
-}
-
-func (x *slotIndex) get(k slotKey) *slot {
-	sh := x.shard(k)
-	sh.mu.RLock()
-	s := sh.m[k]
-	sh.mu.RUnlock()
-	return s
-}
-
-func (x *slotIndex) put(k slotKey, s *slot) {
-	sh := x.shard(k)
-	sh.mu.Lock()
-	if sh.m == nil {
-		sh.m = make(map[slotKey]*slot)
-	}
-	sh.m[k] = s
-	sh.mu.Unlock()
-}
-
-// getOrCreate returns the slot of k, creating it with mk if missing.
-func (x *slotIndex) getOrCreate(k slotKey, mk func() *slot) *slot {
-	sh := x.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if s := sh.m[k]; s != nil {
-		return s
-	}
-	if sh.m == nil {
-		sh.m = make(map[slotKey]*slot)
-	}
-	s := mk()
-	sh.m[k] = s
-	return s
-}
-
-func (x *slotIndex) each(fn func(*slot)) {
-	for i := range x.shards {
-		sh := &x.shards[i]
-		sh.mu.RLock()
-		for _, s := range sh.m {
-			fn(s)
-		}
-		sh.mu.RUnlock()
-	}
-}
-
-// ---- hunts and the spatial index ----
-
-// Spatial levels: cells of geohash length cellLenFinest, one shorter, ... A
-// query uses the finest level whose cells cover its radius in at most
-// ringsMax rings (geo.Neighbors' own cap), so a 50 m query looks at a few
-// 600 m cells and a 50 km one at a few 20 km cells.
-const (
-	spatialLevels = 3
-	cellLenFinest = 6
-	ringsMax      = 8
-)
-
-func cellLen(level int) int { return cellLenFinest - level }
-
-// huntEntry is one hunt: its definition (swapped whole by PutHunt) and the
-// spatial index of its published hotspots.
+// huntEntry is one hunt: its definition (swapped whole by PutHunt), its
+// ordinal in the hotspot table and the spatial index of its published
+// hotspots (spatial.go).
 type huntEntry struct {
-	id  hunt.HuntID
-	def atomic.Pointer[hunt.Hunt]
-	mu  struct {
-		sync.RWMutex
-		all   []*slot // every published slot, append-only
-		cells [spatialLevels]map[string][]*slot
-	}
+	id      hunt.HuntID
+	ord     uint32
+	def     atomic.Pointer[hunt.Hunt]
+	spatial *spatial
 }
 
-func newHuntEntry(id hunt.HuntID) *huntEntry {
-	he := &huntEntry{id: id}
-	for i := range he.mu.cells {
-		he.mu.cells[i] = make(map[string][]*slot)
-	}
-	return he
-}
-
-// publish records that s now has definition def (old was its previous one,
-// nil for a new slot) and moves it between cells if its position changed.
-func (he *huntEntry) publish(s *slot, old, def *hunt.Hotspot) {
-	if old != nil && old.Geohash[:cellLenFinest] == def.Geohash[:cellLenFinest] {
-		return
-	}
-	he.mu.Lock()
-	defer he.mu.Unlock()
-	if old == nil {
-		he.mu.all = append(he.mu.all, s)
-	}
-	for lvl := range spatialLevels {
-		n := cellLen(lvl)
-		if old != nil {
-			c := old.Geohash[:n]
-			list := he.mu.cells[lvl][c]
-			for i, x := range list {
-				if x == s {
-					list[i] = list[len(list)-1]
-					list[len(list)-1] = nil
-					list = list[:len(list)-1]
-					break
-				}
-			}
-			if len(list) == 0 {
-				delete(he.mu.cells[lvl], c)
-			} else {
-				he.mu.cells[lvl][c] = list
-			}
-		}
-		c := def.Geohash[:n]
-		he.mu.cells[lvl][c] = append(he.mu.cells[lvl][c], s)
-	}
-}
-
-// all returns the published slots; the slice is shared and must not be changed.
-func (he *huntEntry) all() []*slot {
-	he.mu.RLock()
-	defer he.mu.RUnlock()
-	return he.mu.all
-}
-
-// candidates returns the slots in cells covering radiusM around lat/lon (a superset).
-func (he *huntEntry) candidates(lat, lon, radiusM float64) []*slot {
-	lvl := levelFor(lat, radiusM)
-	if lvl < 0 {
-		return he.all()
-	}
-	cells := geo.Neighbors(lat, lon, radiusM, cellLen(lvl))
-	he.mu.RLock()
-	defer he.mu.RUnlock()
-	var out []*slot
-	for _, c := range cells {
-		out = append(out, he.mu.cells[lvl][c]...)
-	}
-	return out
-}
-
-// levelFor picks the finest level whose cells cover radiusM around a point
-// at latitude lat in at most ringsMax-1 rings (one ring of slack for cells
-// narrowing toward the poles), or -1 when none does (near the poles): the
-// caller then scans the whole hunt.
-func levelFor(lat, radiusM float64) int {
-	const mPerDeg = 111_320.0
-	cos := cosDeg(lat)
-	for lvl := range spatialLevels {
-		bits := 5 * cellLen(lvl)
-		lonBits, latBits := (bits+1)/2, bits/2
-		h := 180.0 / float64(uint64(1)<<latBits) * mPerDeg
-		w := 360.0 / float64(uint64(1)<<lonBits) * mPerDeg * cos
-		if w < 1 {
-			continue
-		}
-		if radiusM/h <= ringsMax-1 && radiusM/w <= ringsMax-1 {
-			return lvl
-		}
-	}
-	return -1
-}
-
-func cosDeg(d float64) float64 { return math.Cos(d * math.Pi / 180) }
-
-// ---- hunts registry ----
-
-// huntRegistry holds every hunt in a copy-on-write map: claims read it without
-// a lock; PutHunt (rare) copies it under mu.
+// huntRegistry holds every hunt in copy-on-write tables, by id and by
+// ordinal: claims read them without a lock; add (rare) copies them under mu.
 type huntRegistry struct {
-	mu   sync.Mutex
-	snap atomic.Pointer[map[hunt.HuntID]*huntEntry]
+	mu    sync.Mutex
+	snap  atomic.Pointer[map[hunt.HuntID]*huntEntry]
+	byOrd atomic.Pointer[[]*huntEntry]
+}
+
+func (r *huntRegistry) init() {
+	r.snap.Store(&map[hunt.HuntID]*huntEntry{})
+	r.byOrd.Store(&[]*huntEntry{})
 }
 
 func (r *huntRegistry) get(id hunt.HuntID) *huntEntry {
@@ -237,6 +55,25 @@ func (r *huntRegistry) get(id hunt.HuntID) *huntEntry {
 		return (*m)[id]
 	}
 	return nil
+}
+
+func (r *huntRegistry) ord(o uint32) *huntEntry { return (*r.byOrd.Load())[o] }
+
+// add registers a new hunt with definition h; the caller holds mu.
+func (r *huntRegistry) add(h *hunt.Hunt) *huntEntry {
+	ords := *r.byOrd.Load()
+	he := &huntEntry{id: h.ID, ord: uint32(len(ords)), spatial: newSpatial()}
+	he.def.Store(h)
+	old := *r.snap.Load()
+	m := make(map[hunt.HuntID]*huntEntry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[h.ID] = he
+	ords = append(ords, he)
+	r.byOrd.Store(&ords)
+	r.snap.Store(&m)
+	return he
 }
 
 func (r *huntRegistry) list() []*huntEntry {

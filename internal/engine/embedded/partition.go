@@ -31,23 +31,30 @@ type request struct {
 	entry *entry
 	claim hunt.ClaimRequest // a copy: the caller may return (ctx) while the writer still reads it
 	spend hunt.SpendRequest
-	slot  *slot
-	// granted is the slot's decided grant count right after this claim's
+	spot  uint32 // the claimed hotspot's index (hotspots.go)
+	// granted is the hotspot's decided grant count right after this claim's
 	// decision: what publish makes visible once the claim is durable (the
 	// writer may have decided later batches meanwhile).
-	granted int64
+	granted uint32
 
 	imp     []importItem
 	impDone chan error // buffered (1): the writer never blocks on it
 }
 
 // importItem is one hotspot of an import request. def is the definition as
-// the caller sent it; the writer stores the clamped definition it decided in
-// decided, which publish makes visible.
+// the caller sent it and decided its table form; the writer clamps both's
+// tickets to what the hotspot has granted, and publish makes decided visible.
 type importItem struct {
-	slot    *slot
+	spot    uint32
 	def     hunt.Hotspot
-	decided *hunt.Hotspot
+	decided spotDef
+}
+
+// freshDef is a definition the writer decided in import number no, which
+// it uses instead of the published one until that import is published.
+type freshDef struct {
+	def spotDef
+	no  uint64
 }
 
 // partition is one log partition and its writer goroutine. Everything under
@@ -80,9 +87,40 @@ type partition struct {
 	lastSeq atomic.Uint64
 	lastAt  atomic.Int64 // unix ns of the last committed batch's decision time; 0 = none
 
+	// pubImports is the number of the last import batch published.
+	pubImports atomic.Uint64
+
 	// Writer-owned.
-	seq  hunt.Seq
-	reqs []*request
+	seq     hunt.Seq
+	reqs    []*request
+	players players // who this partition granted something (claimset.go)
+	grants  grants  // (hotspot, player) pairs granted: I2
+	fresh   map[uint32]freshDef
+	imports uint64 // import batches decided
+}
+
+// def is hotspot i's definition as the writer decides against it: its own
+// latest import, or the published one.
+func (p *partition) def(i uint32) spotDef {
+	if len(p.fresh) > 0 {
+		if f, ok := p.fresh[i]; ok {
+			return f.def
+		}
+	}
+	return p.e.spots.def(i)
+}
+
+// forget drops the writer's copies of definitions that are now published.
+func (p *partition) forget() {
+	if len(p.fresh) == 0 {
+		return
+	}
+	pub := p.pubImports.Load()
+	for i, f := range p.fresh {
+		if f.no <= pub {
+			delete(p.fresh, i)
+		}
+	}
 }
 
 // offer hands r to the writer without blocking (claims and spends).
@@ -179,6 +217,7 @@ func (p *partition) process(pd *pending) {
 	} else {
 		now := e.now()
 		pd.now = now
+		p.forget()
 		for _, r := range pd.reqs {
 			switch r.kind {
 			case reqClaim:
@@ -186,6 +225,10 @@ func (p *partition) process(pd *pending) {
 			case reqSpend:
 				p.recordSpend(pd, r, now)
 			case reqImport:
+				if pd.importNo == 0 {
+					p.imports++
+					pd.importNo = p.imports
+				}
 				p.recordImport(pd, r)
 			}
 			if err := e.hook(FaultMidBatch); err != nil {
@@ -205,12 +248,16 @@ func (p *partition) process(pd *pending) {
 // decideClaim is the decide step: lookups and hunt.DecideClaim, no writes and
 // no allocations (BenchmarkDecide).
 func (p *partition) decideClaim(r *request, now time.Time) hunt.Outcome {
-	s := r.slot
-	if s.part != p.id {
-		panic(fmt.Sprintf("invariant: hotspot %s of partition %d decided by partition %d", r.claim.Hotspot, s.part, p.id))
+	t := &p.e.spots
+	if part := t.partOf(r.spot); part != p.id {
+		panic(fmt.Sprintf("invariant: hotspot %s of partition %d decided by partition %d", r.claim.Hotspot, part, p.id))
 	}
-	st := hunt.ClaimState{Hunt: s.hunt.def.Load(), Hotspot: s.wdef, Granted: s.decided}
-	_, st.AlreadyClaimed = s.claimers[r.claim.Player]
+	var hs hunt.Hotspot
+	t.fill(&hs, p.def(r.spot))
+	st := hunt.ClaimState{Hunt: p.e.hunts.ord(t.huntOf(r.spot)).def.Load(), Hotspot: &hs, Granted: int64(t.decided(r.spot))}
+	if pl, ok := p.players.number(r.claim.Player, false); ok {
+		st.AlreadyClaimed = p.grants.has(grantKey(r.spot, pl))
+	}
 	if st.Hunt.MaxSpeedMps > 0 {
 		st.Last = p.e.pos.get(posKey{r.claim.Player, r.claim.Hunt})
 	}
@@ -220,22 +267,23 @@ func (p *partition) decideClaim(r *request, now time.Time) hunt.Outcome {
 // recordClaim turns a decided claim into its event, applies it to the
 // writer's state and writes it into the pending batch.
 func (p *partition) recordClaim(pd *pending, r *request, o hunt.Outcome, now time.Time) {
-	s, c := r.slot, &r.claim
-	def := s.wdef
+	c := &r.claim
+	def := p.def(r.spot)
+	lat, lon := geo.FromE7(def.lat), geo.FromE7(def.lon)
 	ev := &r.entry.event
 	*ev = hunt.Event{
 		Kind: hunt.KindClaimCompleted, Epoch: hunt.Epoch{Partition: p.id, Seq: p.seq + 1}, At: now,
 		Player: c.Player, Key: c.Key, Fingerprint: r.entry.fp, Outcome: o,
-		Hunt: c.Hunt, Hotspot: c.Hotspot, Lat: c.Lat, Lon: c.Lon, Geohash: def.Geohash,
+		Hunt: c.Hunt, Hotspot: c.Hotspot, Lat: c.Lat, Lon: c.Lon, Geohash: geo.Encode(lat, lon, geo.GeohashLen),
 	}
 	if o == hunt.Granted {
-		ev.Reward, ev.Points = def.Reward, def.Points
+		ev.Reward, ev.Points = int64(def.reward), int64(def.points)
 	}
-	ev.TicketsLeft = def.Tickets - s.decided
+	ev.TicketsLeft = int64(def.tickets) - int64(p.e.spots.decided(r.spot))
 	if o == hunt.Granted {
 		ev.TicketsLeft--
 	}
-	granted, err := p.apply(ev, s)
+	granted, err := p.apply(ev, r.spot)
 	if err != nil {
 		panic("invariant: live decision does not fold: " + err.Error())
 	}
@@ -262,7 +310,7 @@ func (p *partition) recordSpend(pd *pending, r *request, now time.Time) {
 		Player: sp.Player, Key: sp.Key, Fingerprint: r.entry.fp, Outcome: o,
 		Amount: sp.Amount, Reason: sp.Reason, Balance: balance,
 	}
-	if _, err := p.apply(ev, nil); err != nil {
+	if _, err := p.apply(ev, noSpot); err != nil {
 		panic("invariant: live decision does not fold: " + err.Error())
 	}
 	if o == hunt.Spent {
@@ -278,17 +326,21 @@ func (p *partition) recordSpend(pd *pending, r *request, now time.Time) {
 // recordImport upserts definitions, never lowering tickets below what the
 // hotspot has granted (I1), and writes them into the pending batch.
 func (p *partition) recordImport(pd *pending, r *request) {
+	t := &p.e.spots
+	if p.fresh == nil {
+		p.fresh = make(map[uint32]freshDef)
+	}
 	for i := range r.imp {
 		it := &r.imp[i]
-		if it.slot.part != p.id {
-			panic(fmt.Sprintf("invariant: hotspot %s of partition %d imported by partition %d", it.def.ID, it.slot.part, p.id))
+		if part := t.partOf(it.spot); part != p.id {
+			panic(fmt.Sprintf("invariant: hotspot %s of partition %d imported by partition %d", it.def.ID, part, p.id))
 		}
-		it.def.Tickets = max(it.def.Tickets, it.slot.decided)
-		def := it.def // the slot keeps its own copy
-		it.slot.wdef = &def
-		it.decided = &def
-		pd.key = defKey(pd.key[:0], def.Hunt, def.ID)
-		pd.val = appendDef(pd.val[:0], p.id, &def)
+		dec := t.decided(it.spot)
+		it.def.Tickets = max(it.def.Tickets, int64(dec))
+		it.decided.tickets = max(it.decided.tickets, dec)
+		p.fresh[it.spot] = freshDef{it.decided, pd.importNo}
+		pd.key = defKey(pd.key[:0], it.def.Hunt, it.def.ID)
+		pd.val = appendDef(pd.val[:0], p.id, &it.def)
 		pd.batch.Set(pd.key, pd.val, nil)
 	}
 }
@@ -304,16 +356,15 @@ func (p *partition) publish(pd *pending) {
 			continue
 		}
 		for i := range r.imp {
-			it := &r.imp[i]
-			if old := it.slot.def.Load(); old != it.decided {
-				it.slot.def.Store(it.decided)
-				it.slot.hunt.publish(it.slot, old, it.decided)
-			}
+			e.publishDef(r.imp[i].spot, r.imp[i].decided)
 		}
+	}
+	if pd.importNo != 0 {
+		p.pubImports.Store(pd.importNo)
 	}
 	for _, r := range pd.reqs {
 		if r.kind != reqImport {
-			e.publish(&r.entry.event, r.slot, r.granted)
+			e.publish(&r.entry.event, r.spot, r.granted)
 		}
 	}
 	if prev := hunt.Seq(p.lastSeq.Load()); pd.seq < prev || (len(pd.events) > 0 && pd.seq == prev) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -38,23 +37,35 @@ func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.Hots
 	if he == nil {
 		return hunt.ErrUnknownHunt
 	}
-	for i, s := range he.all() {
+	t := &e.spots
+	n := t.len()
+	for i := range n {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := fn(view(s)); err != nil {
+		if t.huntOf(i) != he.ord {
+			continue
+		}
+		v, ok := e.view(he.id, i)
+		if !ok {
+			continue
+		}
+		if err := fn(v); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// view is a published slot as a HotspotView (granted is loaded before def,
-// see partition.publish).
-func view(s *slot) hunt.HotspotView {
-	g := s.granted.Load()
-	def := s.def.Load()
-	return hunt.HotspotView{Hotspot: *def, TicketsLeft: max(def.Tickets-g, 0)}
+// view is hotspot i as a HotspotView, or false while it has no published
+// definition (granted is loaded before the definition, see partition.publish).
+func (e *Engine) view(id hunt.HuntID, i uint32) (hunt.HotspotView, bool) {
+	g := e.spots.granted(i)
+	d := e.spots.def(i)
+	if !d.exists() {
+		return hunt.HotspotView{}, false
+	}
+	return hunt.HotspotView{Hotspot: e.spots.hotspot(i, id, d), TicketsLeft: max(int64(d.tickets)-int64(g), 0)}, true
 }
 
 // Nearby lists up to limit hotspots within radiusM of lat/lon, nearest first
@@ -74,24 +85,18 @@ func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM f
 	if he == nil {
 		return nil, hunt.ErrUnknownHunt
 	}
-	// Cells are chosen for a slightly larger radius so that cells narrowing
-	// with latitude never leave a corner uncovered; the distance filter is exact.
-	out := []hunt.HotspotView{}
-	for _, s := range he.candidates(lat, lon, radiusM*1.1) {
-		v := view(s)
-		if d := geo.DistanceM(lat, lon, v.Lat, v.Lon); d <= radiusM {
-			v.DistanceM = d
+	hits, err := nearest(ctx, &e.spots, he.spatial.view.Load(), lat, lon, radiusM, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hunt.HotspotView, 0, len(hits))
+	for _, h := range hits {
+		if v, ok := e.view(he.id, h.idx); ok {
+			// The distance the answer was ranked by (the definition may have
+			// moved since; the next query sees where it is now).
+			v.DistanceM = h.dist
 			out = append(out, v)
 		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].DistanceM != out[j].DistanceM {
-			return out[i].DistanceM < out[j].DistanceM
-		}
-		return out[i].ID < out[j].ID
-	})
-	if len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }

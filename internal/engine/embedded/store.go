@@ -290,7 +290,6 @@ func (e *Engine) loadHunts() error {
 		return err
 	}
 	defer it.Close()
-	hs := make(map[hunt.HuntID]*huntEntry)
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -300,11 +299,8 @@ func (e *Engine) loadHunts() error {
 		if err := json.Unmarshal(v, &h); err != nil || string(h.ID) != string(it.Key()[2:]) {
 			return fmt.Errorf("%w: key %q: hunt does not decode or names another id (%v)", ErrCorrupt, it.Key(), err)
 		}
-		he := newHuntEntry(h.ID)
-		he.def.Store(&h)
-		hs[h.ID] = he
+		e.hunts.add(&h)
 	}
-	e.hunts.snap.Store(&hs)
 	return it.Error()
 }
 
@@ -314,6 +310,14 @@ func (e *Engine) loadDefs() error {
 		return err
 	}
 	defer it.Close()
+	// The spatial index of each hunt is built once, sorted, at the end.
+	type spatialLoad struct {
+		gh  []uint64
+		idx []uint32
+	}
+	byHunt := map[uint32]*spatialLoad{}
+	t := &e.spots
+	var def hunt.Hotspot
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		hid, sid, found := bytes.Cut(k[2:], []byte{0})
@@ -321,24 +325,43 @@ func (e *Engine) loadDefs() error {
 		if err != nil {
 			return fmt.Errorf("read %q: %w", k, err)
 		}
-		def := &hunt.Hotspot{Hunt: hunt.HuntID(hid), ID: hunt.HotspotID(sid)}
-		p, derr := decodeDef(v, def)
+		p, derr := decodeDef(v, &def)
 		if derr == nil && (len(def.Geohash) != geo.GeohashLen || !geo.ValidGeohash(def.Geohash)) {
 			derr = errors.New("bad geohash")
+		}
+		if derr == nil && (!hunt.ValidID(string(sid)) || !geo.ValidCoord(def.Lat, def.Lon) ||
+			def.Tickets < 0 || def.Tickets > hunt.TicketsMax || def.Reward < 0 || def.Reward > hunt.RewardMax ||
+			def.Points < 0 || def.Points > hunt.PointsMax) {
+			derr = errors.New("field out of range")
 		}
 		if !found || derr != nil || int(p) >= len(e.parts) {
 			return fmt.Errorf("%w: key %q: hotspot definition does not decode (%v, partition %d)", ErrCorrupt, k, derr, p)
 		}
-		he := e.hunts.get(def.Hunt)
+		he := e.hunts.get(hunt.HuntID(hid))
 		if he == nil {
 			return fmt.Errorf("%w: key %q: hotspot of a hunt that does not exist", ErrCorrupt, k)
 		}
-		s := &slot{hunt: he, part: p, wdef: def}
-		s.def.Store(def)
-		e.slots.put(slotKey{def.Hunt, def.ID}, s)
-		he.publish(s, nil, def)
+		// Stores written before coordinates were kept at 1e-7 degree are
+		// rounded here, as Normalize rounds new imports.
+		def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
+		i := t.create(he.ord, string(sid), p)
+		d := t.compact(&def)
+		t.setDef(i, d)
+		sl := byHunt[he.ord]
+		if sl == nil {
+			sl = &spatialLoad{}
+			byHunt[he.ord] = sl
+		}
+		sl.gh = append(sl.gh, geohashOf(d))
+		sl.idx = append(sl.idx, i)
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	for ord, sl := range byHunt {
+		e.hunts.ord(ord).spatial.bulk(t, sl.gh, sl.idx)
+	}
+	return nil
 }
 
 // replay folds one partition's log into memory with the live writer's own
@@ -367,15 +390,19 @@ func (e *Engine) replay(p *partition) error {
 		if len(k) != eventKeyLen || !bytes.Equal(k, want) {
 			return fmt.Errorf("%w: key %x holds event %v", ErrCorrupt, k, ev.Epoch)
 		}
-		var s *slot
+		spot := noSpot
 		if ev.Kind == hunt.KindClaimCompleted {
-			s = e.slots.get(slotKey{ev.Hunt, ev.Hotspot})
+			if he := e.hunts.get(ev.Hunt); he != nil {
+				if i, ok := e.spots.find(he.ord, string(ev.Hotspot)); ok {
+					spot = i
+				}
+			}
 		}
-		granted, err := p.apply(&ev, s)
+		granted, err := p.apply(&ev, spot)
 		if err != nil {
 			return fmt.Errorf("%w: key %x: %v", ErrCorrupt, k, err)
 		}
-		e.publish(&ev, s, granted)
+		e.publish(&ev, spot, granted)
 		p.lastSeq.Store(uint64(p.seq))
 		p.lastAt.Store(ev.At.UnixNano())
 	}

@@ -1,0 +1,364 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cairnhq/cairn/internal/geo"
+)
+
+// The spatial index of one hunt: its hotspots' integer geohashes
+// (geo.HashBits bits) with their indexes, in a few sorted runs of
+// geometrically growing sizes plus a short unsorted tail (a small
+// log-structured merge). Every geohash cell, at any length, is one range of
+// a sorted run, so one structure serves every zoom level; 12 bytes per
+// hotspot.
+//
+// One goroutine adds (the settle goroutine, or Open); readers load the
+// current view, which never changes once published: runs are immutable and
+// the tail is only appended past the length a view holds.
+//
+// A hotspot that moves (a re-import with new coordinates) gets a new entry;
+// the old one stays until its run is merged, where entries whose geohash is
+// no longer their hotspot's are dropped. Queries compute distances from the
+// hotspot's current coordinates, so a stale entry costs a little work and,
+// while any hotspot of the hunt has moved, a check for duplicates.
+
+const spatialTailLenMax = 256
+
+type run struct {
+	gh  []uint64
+	idx []uint32
+}
+
+func (r *run) len() int { return len(r.gh) }
+
+// span returns the entries of r whose geohash is in [lo, hi).
+func (r *run) span(lo, hi uint64) (int, int) {
+	a, _ := slices.BinarySearch(r.gh, lo)
+	b, _ := slices.BinarySearch(r.gh[a:], hi)
+	return a, a + b
+}
+
+type spatialView struct {
+	runs  []run
+	tail  run  // unsorted
+	moved bool // some entry may be stale or duplicated
+}
+
+type spatial struct {
+	mu    sync.Mutex // adders
+	view  atomic.Pointer[spatialView]
+	moved bool
+}
+
+func newSpatial() *spatial {
+	s := &spatial{}
+	s.view.Store(&spatialView{})
+	return s
+}
+
+// add records that hotspot idx is at geohash gh (moved: it was elsewhere before).
+func (s *spatial) add(t *hotspotTable, gh uint64, idx uint32, moved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.view.Load()
+	v := *old
+	s.moved = s.moved || moved
+	v.moved = s.moved
+	if v.tail.gh == nil {
+		v.tail = run{make([]uint64, 0, spatialTailLenMax), make([]uint32, 0, spatialTailLenMax)}
+	}
+	v.tail.gh = append(v.tail.gh, gh)
+	v.tail.idx = append(v.tail.idx, idx)
+	if v.tail.len() == spatialTailLenMax {
+		v.runs = append(slices.Clip(v.runs), sortRun(v.tail))
+		v.tail = run{}
+		for n := len(v.runs); n >= 2 && v.runs[n-2].len() <= 2*v.runs[n-1].len(); n = len(v.runs) {
+			v.runs = append(v.runs[:n-2:n-2], merge(t, v.runs[n-2], v.runs[n-1]))
+		}
+		if len(v.runs) == 1 {
+			// Everything merged: stale entries are gone.
+			s.moved = false
+			v.moved = false
+		}
+	}
+	s.view.Store(&v)
+}
+
+// bulk replaces the index with these entries (Open, before any reader).
+func (s *spatial) bulk(t *hotspotTable, gh []uint64, idx []uint32) {
+	r := merge(t, sortRun(run{gh, idx}), run{})
+	s.view.Store(&spatialView{runs: []run{r}})
+}
+
+func sortRun(r run) run {
+	type e struct {
+		gh  uint64
+		idx uint32
+	}
+	es := make([]e, r.len())
+	for i := range es {
+		es[i] = e{r.gh[i], r.idx[i]}
+	}
+	slices.SortFunc(es, func(a, b e) int {
+		if c := cmp.Compare(a.gh, b.gh); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	out := run{make([]uint64, len(es)), make([]uint32, len(es))}
+	for i, x := range es {
+		out.gh[i], out.idx[i] = x.gh, x.idx
+	}
+	return out
+}
+
+// merge merges two sorted runs, dropping stale entries (whose geohash is no
+// longer their hotspot's published one) and duplicates.
+func merge(t *hotspotTable, a, b run) run {
+	out := run{make([]uint64, 0, a.len()+b.len()), make([]uint32, 0, a.len()+b.len())}
+	keep := func(gh uint64, idx uint32) {
+		if n := out.len(); n > 0 && out.gh[n-1] == gh && out.idx[n-1] == idx {
+			return
+		}
+		if d := t.def(idx); !d.exists() || geohashOf(d) != gh {
+			return
+		}
+		out.gh = append(out.gh, gh)
+		out.idx = append(out.idx, idx)
+	}
+	i, j := 0, 0
+	for i < a.len() || j < b.len() {
+		if j == b.len() || (i < a.len() && (a.gh[i] < b.gh[j] || (a.gh[i] == b.gh[j] && a.idx[i] <= b.idx[j]))) {
+			keep(a.gh[i], a.idx[i])
+			i++
+		} else {
+			keep(b.gh[j], b.idx[j])
+			j++
+		}
+	}
+	return out
+}
+
+// count is the number of entries in the cell [lo, hi), stale ones included.
+func (v *spatialView) count(lo, hi uint64) int {
+	n := 0
+	for i := range v.runs {
+		a, b := v.runs[i].span(lo, hi)
+		n += b - a
+	}
+	for _, gh := range v.tail.gh {
+		if gh >= lo && gh < hi {
+			n++
+		}
+	}
+	return n
+}
+
+// each calls fn for every entry in the cell [lo, hi) until fn returns false.
+func (v *spatialView) each(lo, hi uint64, fn func(idx uint32) bool) bool {
+	for i := range v.runs {
+		r := &v.runs[i]
+		a, b := r.span(lo, hi)
+		for _, idx := range r.idx[a:b] {
+			if !fn(idx) {
+				return false
+			}
+		}
+	}
+	for k, gh := range v.tail.gh {
+		if gh >= lo && gh < hi && !fn(v.tail.idx[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- nearest-first search ----
+
+// Nearby's bounds: a cell with at most leafLenMax entries (or at full
+// precision) is scanned, a bigger one split into its 32 children; at most
+// nearbyScanMax entries are looked at per query (then the answer is the
+// nearest among them: cells are visited nearest first).
+const (
+	leafLenMax    = 64
+	nearbyScanMax = 1 << 16
+)
+
+// cell is a geohash cell of chars characters: the geohash range [lo, hi).
+type cell struct {
+	lo, hi uint64
+	chars  int
+	boundM float64 // no point of the cell is nearer than this
+}
+
+// hit is one candidate answer.
+type hit struct {
+	dist float64
+	idx  uint32
+}
+
+// searcher is one nearby query's state.
+type searcher struct {
+	t        *hotspotTable
+	v        *spatialView
+	lat, lon float64
+	radiusM  float64
+	limit    int
+	cells    []cell // min-heap by boundM
+	best     []hit  // max-heap by (dist, id): the worst kept answer on top
+	scanned  int
+}
+
+// nearest returns up to limit hotspots within radiusM of lat/lon, nearest
+// first (ties by id), visiting cells in order of their distance and stopping
+// once no unvisited cell can hold anything nearer than the limit-th answer.
+func nearest(ctx context.Context, t *hotspotTable, v *spatialView, lat, lon, radiusM float64, limit int) ([]hit, error) {
+	s := &searcher{t: t, v: v, lat: lat, lon: lon, radiusM: radiusM, limit: limit}
+	s.split(cell{lo: 0, hi: 1 << geo.HashBits, chars: 0})
+	for n := 0; len(s.cells) > 0; n++ {
+		if n%64 == 63 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c := s.popCell()
+		if c.boundM > radiusM || (len(s.best) == limit && c.boundM > s.best[0].dist) {
+			break
+		}
+		k := v.count(c.lo, c.hi)
+		if k == 0 {
+			continue
+		}
+		if k > leafLenMax && c.chars < geo.GeohashLen {
+			s.split(c)
+			continue
+		}
+		if !v.each(c.lo, c.hi, s.consider) {
+			break
+		}
+	}
+	out := s.best
+	slices.SortFunc(out, s.cmpHit)
+	return out, nil
+}
+
+// split pushes the 32 children of c that can hold an answer.
+func (s *searcher) split(c cell) {
+	chars := c.chars + 1
+	shift := uint(geo.HashBits - 5*chars)
+	for k := range uint64(32) {
+		lo := c.lo + k<<shift
+		hi := lo + 1<<shift
+		box := geo.CellBox(lo>>shift, uint(5*chars))
+		b := geo.MinDistanceM(s.lat, s.lon, box)
+		if b > s.radiusM {
+			continue
+		}
+		s.pushCell(cell{lo: lo, hi: hi, chars: chars, boundM: b})
+	}
+}
+
+// consider offers hotspot idx as an answer; false stops the scan.
+func (s *searcher) consider(idx uint32) bool {
+	if s.scanned++; s.scanned > nearbyScanMax {
+		return false
+	}
+	d := s.t.def(idx)
+	if !d.exists() {
+		return true
+	}
+	dist := geo.DistanceM(s.lat, s.lon, geo.FromE7(d.lat), geo.FromE7(d.lon))
+	if dist > s.radiusM {
+		return true
+	}
+	h := hit{dist, idx}
+	if s.v.moved && slices.ContainsFunc(s.best, func(x hit) bool { return x.idx == idx }) {
+		return true
+	}
+	if len(s.best) < s.limit {
+		s.best = append(s.best, h)
+		s.up(len(s.best) - 1)
+		return true
+	}
+	if s.cmpHit(h, s.best[0]) < 0 {
+		s.best[0] = h
+		s.down(0)
+	}
+	return true
+}
+
+func (s *searcher) cmpHit(a, b hit) int {
+	if c := cmp.Compare(a.dist, b.dist); c != 0 {
+		return c
+	}
+	return slices.Compare(s.t.id(a.idx), s.t.id(b.idx))
+}
+
+// best is a max-heap under cmpHit.
+func (s *searcher) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if s.cmpHit(s.best[i], s.best[p]) <= 0 {
+			return
+		}
+		s.best[i], s.best[p] = s.best[p], s.best[i]
+		i = p
+	}
+}
+
+func (s *searcher) down(i int) {
+	n := len(s.best)
+	for {
+		l, m := 2*i+1, i
+		if l < n && s.cmpHit(s.best[l], s.best[m]) > 0 {
+			m = l
+		}
+		if r := l + 1; r < n && s.cmpHit(s.best[r], s.best[m]) > 0 {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		s.best[i], s.best[m] = s.best[m], s.best[i]
+		i = m
+	}
+}
+
+// cells is a min-heap by boundM.
+func (s *searcher) pushCell(c cell) {
+	s.cells = append(s.cells, c)
+	i := len(s.cells) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if s.cells[p].boundM <= s.cells[i].boundM {
+			break
+		}
+		s.cells[i], s.cells[p] = s.cells[p], s.cells[i]
+		i = p
+	}
+}
+
+func (s *searcher) popCell() cell {
+	top := s.cells[0]
+	n := len(s.cells) - 1
+	s.cells[0] = s.cells[n]
+	s.cells = s.cells[:n]
+	i := 0
+	for {
+		l, m := 2*i+1, i
+		if l < n && s.cells[l].boundM < s.cells[m].boundM {
+			m = l
+		}
+		if r := l + 1; r < n && s.cells[r].boundM < s.cells[m].boundM {
+			m = r
+		}
+		if m == i {
+			return top
+		}
+		s.cells[i], s.cells[m] = s.cells[m], s.cells[i]
+		i = m
+	}
+}
