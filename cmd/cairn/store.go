@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/cairnhq/cairn/internal/engine"
@@ -18,11 +19,15 @@ import (
 func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetry.Metrics) (engine.Engine, error) {
 	switch {
 	case f.store == "embedded":
-		return embedded.Open(embedded.Config{
+		e, err := embedded.Open(embedded.Config{
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
 			FaultHook: f.faultHook, DiskFreeMinBytes: diskFreeMinBytes(f.diskFreeMinMiB),
 			IdempotencyWindow: f.idemWindow,
 		})
+		// Loading a big store leaves garbage that a high GC target would
+		// keep in the process for a long time: give it back now, once.
+		debug.FreeOSMemory()
+		return e, err
 	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://"):
 		var direct bool
 		switch f.redisMode {

@@ -80,9 +80,9 @@ type Config struct {
 	// IdemCacheLenMax bounds the decided idempotency records kept in memory;
 	// older ones are read from the store (default IdemCacheLenDefault).
 	IdemCacheLenMax int
-	// IdemKeysExpected sizes the idempotency Bloom filters: keys decided per
-	// window (default IdemKeysExpectedDefault; about 1.2 bytes per key each
-	// of two filters at a 1% false-positive rate).
+	// IdemKeysExpected sizes the first idempotency Bloom filter of each
+	// window (default IdemKeysExpectedDefault, about 1.4 MB for two windows);
+	// more keys add filters, at about 1.2 to 2 bytes per key.
 	IdemKeysExpected int
 	// Clock gives the time of decisions, read once per batch (default time.Now).
 	Clock func() time.Time

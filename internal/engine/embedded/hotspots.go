@@ -149,6 +149,12 @@ func (t *hotspotTable) create(huntOrd uint32, id string, part geo.Partition) uin
 	if i, ok := t.find(huntOrd, id); ok {
 		return i
 	}
+	return t.add(huntOrd, id, part)
+}
+
+// add creates (hunt, id), which must be new; the caller holds mu, or is
+// Open loading the store (whose keys are unique).
+func (t *hotspotTable) add(huntOrd uint32, id string, part geo.Partition) uint32 {
 	i := t.n.Load()
 	if i>>chunkBits >= uint32(len(*t.chunks.Load())) {
 		cs := append(*t.chunks.Load(), new(chunk))

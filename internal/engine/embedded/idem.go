@@ -59,9 +59,10 @@ const (
 	IdempotencyWindowDefault = 24 * time.Hour
 	// IdemCacheLenDefault bounds the decided records kept in memory.
 	IdemCacheLenDefault = 1 << 16
-	// IdemKeysExpectedDefault sizes the Bloom filters: keys decided per
-	// window. More keys only raise the false-positive rate (extra reads).
-	IdemKeysExpectedDefault = 10_000_000
+	// IdemKeysExpectedDefault sizes the first Bloom filter of each window:
+	// more keys add filters (bloomChain), so memory follows the keys
+	// actually decided.
+	IdemKeysExpectedDefault = 1_000_000
 	idemFalsePositive       = 0.01
 )
 
@@ -69,10 +70,10 @@ type idemShard struct {
 	mu       sync.Mutex
 	inflight map[idemKey]*entry
 	recent   map[idemKey]*entry
-	order    []idemKey // FIFO of recent's keys, a ring
-	next     int       // ring position of the oldest
-	bucket   int64     // the bucket filters[0] covers
-	filters  [2]*bloom.BloomFilter
+	order    []idemKey     // FIFO of recent's keys, a ring
+	next     int           // ring position of the oldest
+	bucket   int64         // the bucket filters[0] covers
+	filters  [2]bloomChain // [0]: the current bucket, [1]: the one before
 	scratch  []byte
 }
 
@@ -93,12 +94,46 @@ func (x *idemIndex) init(db *pebble.DB, window time.Duration, cacheLen, keysExpe
 		sh.inflight = make(map[idemKey]*entry)
 		sh.recent = make(map[idemKey]*entry)
 		sh.order = make([]idemKey, 0, x.cacheLen)
-		sh.filters = [2]*bloom.BloomFilter{x.newFilter(), x.newFilter()}
+		sh.filters = [2]bloomChain{x.newChain(), x.newChain()}
 	}
 }
 
-func (x *idemIndex) newFilter() *bloom.BloomFilter {
-	return bloom.NewWithEstimates(x.expected, idemFalsePositive)
+func (x *idemIndex) newChain() bloomChain { return newBloomChain(x.expected) }
+
+// bloomChain is a scalable Bloom filter: when its last filter holds as many
+// keys as it was sized for, a filter twice as big with half the
+// false-positive rate is added, so the chain's rate stays under
+// idemFalsePositive (1/2 + 1/4 + ... of it) and its memory follows the number
+// of keys (about 1.2 to 2 bytes per key).
+type bloomChain struct {
+	filters []*bloom.BloomFilter
+	n, cap  uint    // keys in the last filter, and what it was sized for
+	fp      float64 // the last filter's false-positive rate
+}
+
+func newBloomChain(capacity uint) bloomChain {
+	fp := idemFalsePositive / 2
+	return bloomChain{filters: []*bloom.BloomFilter{bloom.NewWithEstimates(capacity, fp)}, cap: capacity, fp: fp}
+}
+
+func (c *bloomChain) add(key []byte) {
+	if c.n >= c.cap {
+		c.cap *= 2
+		c.fp /= 2
+		c.filters = append(c.filters, bloom.NewWithEstimates(c.cap, c.fp))
+		c.n = 0
+	}
+	c.filters[len(c.filters)-1].Add(key)
+	c.n++
+}
+
+func (c *bloomChain) test(key []byte) bool {
+	for _, f := range c.filters {
+		if f.Test(key) {
+			return true
+		}
+	}
+	return false
 }
 
 func (x *idemIndex) shard(k idemKey) *idemShard {
@@ -116,10 +151,10 @@ func (x *idemIndex) roll(sh *idemShard, now time.Time) {
 	switch {
 	case b == sh.bucket:
 	case b == sh.bucket+1:
-		sh.filters[1], sh.filters[0] = sh.filters[0], x.newFilter()
+		sh.filters[1], sh.filters[0] = sh.filters[0], x.newChain()
 		sh.bucket = b
 	case b > sh.bucket:
-		sh.filters = [2]*bloom.BloomFilter{x.newFilter(), x.newFilter()}
+		sh.filters = [2]bloomChain{x.newChain(), x.newChain()}
 		sh.bucket = b
 	}
 }
@@ -146,7 +181,7 @@ func (x *idemIndex) reserve(k idemKey, fresh *entry, now time.Time) (en *entry, 
 	}
 	x.roll(sh, now)
 	sh.scratch = bloomKey(sh.scratch[:0], k)
-	if sh.filters[0].Test(sh.scratch) || sh.filters[1].Test(sh.scratch) {
+	if sh.filters[0].test(sh.scratch) || sh.filters[1].test(sh.scratch) {
 		en, err := x.read(k, sh.bucket, cutoff)
 		if err != nil {
 			return nil, false, err
@@ -172,7 +207,7 @@ func (x *idemIndex) decided(k idemKey, en *entry) {
 	x.roll(sh, en.event.At)
 	if i := sh.bucket - x.bucketOf(en.event.At); i == 0 || i == 1 {
 		sh.scratch = bloomKey(sh.scratch[:0], k)
-		sh.filters[i].Add(sh.scratch)
+		sh.filters[i].add(sh.scratch)
 	}
 	x.remember(sh, k, en)
 }
@@ -214,7 +249,7 @@ func (x *idemIndex) noteLoaded(k idemKey, bucket int64) {
 		return
 	}
 	sh.scratch = bloomKey(sh.scratch[:0], k)
-	sh.filters[i].Add(sh.scratch)
+	sh.filters[i].add(sh.scratch)
 }
 
 // read looks k up on disk in bucket b and the one before it and returns its

@@ -89,10 +89,10 @@ func (s *spatial) add(t *hotspotTable, gh uint64, idx uint32, moved bool) {
 	s.view.Store(&v)
 }
 
-// bulk replaces the index with these entries (Open, before any reader).
-func (s *spatial) bulk(t *hotspotTable, gh []uint64, idx []uint32) {
-	r := merge(t, sortRun(run{gh, idx}), run{})
-	s.view.Store(&spatialView{runs: []run{r}})
+// bulk replaces the index with these entries, one per hotspot (Open,
+// before any reader).
+func (s *spatial) bulk(gh []uint64, idx []uint32) {
+	s.view.Store(&spatialView{runs: []run{sortRun(run{gh, idx})}})
 }
 
 func sortRun(r run) run {

@@ -344,7 +344,7 @@ func (e *Engine) loadDefs() error {
 		// Stores written before coordinates were kept at 1e-7 degree are
 		// rounded here, as Normalize rounds new imports.
 		def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
-		i := t.create(he.ord, string(sid), p)
+		i := t.add(he.ord, string(sid), p) // store keys are unique
 		d := t.compact(&def)
 		t.setDef(i, d)
 		sl := byHunt[he.ord]
@@ -359,7 +359,7 @@ func (e *Engine) loadDefs() error {
 		return err
 	}
 	for ord, sl := range byHunt {
-		e.hunts.ord(ord).spatial.bulk(t, sl.gh, sl.idx)
+		e.hunts.ord(ord).spatial.bulk(sl.gh, sl.idx)
 	}
 	return nil
 }
