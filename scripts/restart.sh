@@ -8,7 +8,8 @@
 # scripts/gen-hotspots.py (one NDJSON request per million, timed), prints the
 # RSS after import, stops the server (SIGTERM), starts it again on the same
 # data and prints the time until /readyz answers 200 (polled every 20 ms), the
-# store load time the server logs, and the RSS after the restart. Ends with
+# CPU seconds the server used until then, the store load time it logs, and the
+# RSS after the restart. Ends with
 # `cairn verify --data` on the stopped store. Env: CAIRN (binary; default:
 # built into the temp dir), KEEP=1 keeps the temp dir.
 set -euo pipefail
@@ -53,6 +54,9 @@ print("%.2f" % (time.time() - t0))
 PY
 }
 rss_mib() { echo $(( $(ps -o rss= -p "$pid") / 1024 )); }
+# CPU seconds (user + system) the server has used: on a shared machine a
+# steadier figure than wall time.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$pid/stat"; }
 
 start "$work/serve-1.log" "$@"
 wait_ready >/dev/null
@@ -74,7 +78,7 @@ echo "store_on_disk_mib=$(du -sm "$data" | cut -f1)"
 start "$work/serve-2.log" "$@"
 ready=$(wait_ready)
 load=$(grep -o 'load=[^ ]*' "$work/serve-2.log" | head -1)
-echo "restart_to_ready_s=$ready store_${load} rss_after_restart_mib=$(rss_mib)"
+echo "restart_to_ready_s=$ready cpu_to_ready_s=$(cpu_s) store_${load} rss_after_restart_mib=$(rss_mib)"
 sleep 2
 echo "rss_2s_after_ready_mib=$(rss_mib) heap_alloc_mib=$(curl -s "$base/metrics" | awk '/^go_memstats_heap_alloc_bytes /{printf "%d", $2/1048576}')"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
