@@ -97,17 +97,16 @@ func (e *Engine) publish(ev *hunt.Event, spot uint32, granted uint32) {
 	}
 }
 
-// publishDef makes hotspot i's durable definition d visible and indexes
-// where it is: the committer calls it for imports, Open for every stored
-// definition before the log is replayed.
-func (e *Engine) publishDef(i uint32, d spotDef) {
+// publishDef makes hotspot i's durable definition d visible and returns
+// the spatial entry to add for it, if it is new or has moved (the committer
+// adds a batch's entries to their hunt's index at once).
+func (e *Engine) publishDef(i uint32, d spotDef) (spatialAdd, bool) {
 	t := &e.spots
 	old := t.def(i)
 	t.setDef(i, d)
 	gh := geohashOf(d)
-	if !old.exists() {
-		e.hunts.ord(t.huntOf(i)).spatial.add(t, gh, i, false)
-	} else if geohashOf(old) != gh {
-		e.hunts.ord(t.huntOf(i)).spatial.add(t, gh, i, true)
+	if old.exists() && geohashOf(old) == gh {
+		return spatialAdd{}, false
 	}
+	return spatialAdd{gh: gh, idx: i, moved: old.exists()}, true
 }

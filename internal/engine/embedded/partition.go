@@ -89,6 +89,7 @@ type partition struct {
 
 	// pubImports is the number of the last import batch published.
 	pubImports atomic.Uint64
+	adds       []spatialAdd // the committer's scratch for publish
 
 	// Writer-owned.
 	seq     hunt.Seq
@@ -355,9 +356,17 @@ func (p *partition) publish(pd *pending) {
 		if r.kind != reqImport {
 			continue
 		}
+		// An import request holds hotspots of one hunt.
+		adds := p.adds[:0]
 		for i := range r.imp {
-			e.publishDef(r.imp[i].spot, r.imp[i].decided)
+			if a, ok := e.publishDef(r.imp[i].spot, r.imp[i].decided); ok {
+				adds = append(adds, a)
+			}
 		}
+		if len(r.imp) > 0 {
+			e.hunts.ord(e.spots.huntOf(r.imp[0].spot)).spatial.add(&e.spots, adds)
+		}
+		p.adds = adds[:0]
 	}
 	if pd.importNo != 0 {
 		p.pubImports.Store(pd.importNo)

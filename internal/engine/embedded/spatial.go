@@ -61,31 +61,43 @@ func newSpatial() *spatial {
 	return s
 }
 
-// add records that hotspot idx is at geohash gh (moved: it was elsewhere before).
-func (s *spatial) add(t *hotspotTable, gh uint64, idx uint32, moved bool) {
+// spatialAdd is one entry to add: hotspot idx is now at geohash gh; moved
+// if it was elsewhere before.
+type spatialAdd struct {
+	gh    uint64
+	idx   uint32
+	moved bool
+}
+
+// add records the entries of adds and publishes one new view.
+func (s *spatial) add(t *hotspotTable, adds []spatialAdd) {
+	if len(adds) == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.view.Load()
-	v := *old
-	s.moved = s.moved || moved
-	v.moved = s.moved
-	if v.tail.gh == nil {
-		v.tail = run{make([]uint64, 0, spatialTailLenMax), make([]uint32, 0, spatialTailLenMax)}
-	}
-	v.tail.gh = append(v.tail.gh, gh)
-	v.tail.idx = append(v.tail.idx, idx)
-	if v.tail.len() == spatialTailLenMax {
+	v := *s.view.Load()
+	for _, a := range adds {
+		s.moved = s.moved || a.moved
+		if v.tail.gh == nil {
+			v.tail = run{make([]uint64, 0, spatialTailLenMax), make([]uint32, 0, spatialTailLenMax)}
+		}
+		v.tail.gh = append(v.tail.gh, a.gh)
+		v.tail.idx = append(v.tail.idx, a.idx)
+		if v.tail.len() < spatialTailLenMax {
+			continue
+		}
 		v.runs = append(slices.Clip(v.runs), sortRun(v.tail))
 		v.tail = run{}
 		for n := len(v.runs); n >= 2 && v.runs[n-2].len() <= 2*v.runs[n-1].len(); n = len(v.runs) {
-			v.runs = append(v.runs[:n-2:n-2], merge(t, v.runs[n-2], v.runs[n-1]))
+			v.runs = append(v.runs[:n-2:n-2], merge(t, v.runs[n-2], v.runs[n-1], s.moved))
 		}
 		if len(v.runs) == 1 {
 			// Everything merged: stale entries are gone.
 			s.moved = false
-			v.moved = false
 		}
 	}
+	v.moved = s.moved
 	s.view.Store(&v)
 }
 
@@ -117,11 +129,17 @@ func sortRun(r run) run {
 	return out
 }
 
-// merge merges two sorted runs, dropping stale entries (whose geohash is no
-// longer their hotspot's published one) and duplicates.
-func merge(t *hotspotTable, a, b run) run {
+// merge merges two sorted runs; where some hotspot has moved (clean unset),
+// it drops stale entries (whose geohash is no longer their hotspot's
+// published one) and duplicates.
+func merge(t *hotspotTable, a, b run, moved bool) run {
 	out := run{make([]uint64, 0, a.len()+b.len()), make([]uint32, 0, a.len()+b.len())}
 	keep := func(gh uint64, idx uint32) {
+		if !moved {
+			out.gh = append(out.gh, gh)
+			out.idx = append(out.idx, idx)
+			return
+		}
 		if n := out.len(); n > 0 && out.gh[n-1] == gh && out.idx[n-1] == idx {
 			return
 		}

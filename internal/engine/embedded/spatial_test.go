@@ -33,7 +33,9 @@ func put(e *Engine, he *huntEntry, id string, lat, lon float64) {
 		panic(err)
 	}
 	i := e.spots.create(he.ord, id, 0)
-	e.publishDef(i, e.spots.compact(&h))
+	if a, ok := e.publishDef(i, e.spots.compact(&h)); ok {
+		he.spatial.add(&e.spots, []spatialAdd{a})
+	}
 }
 
 // bruteNearby is Nearby by scanning every hotspot.
