@@ -91,17 +91,36 @@ func (e *putError) Unwrap() error { return e.err }
 // are put first, so the count is exact and the client can resume there.
 func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) error) (int, error) {
 	br := bufio.NewReaderSize(body, ImportItemLenMax)
+	// One chunk is put while the next is decoded (decoding is about half of
+	// an import's CPU), so there are two buffers: chunk is being filled,
+	// spare is the one being put, if any.
 	chunk := make([]hunt.Hotspot, 0, engine.ImportBatchMax)
+	spare := make([]hunt.Hotspot, 0, engine.ImportBatchMax)
 	imported := 0
+	var putting chan error // nil: no put running
+	wait := func() error {
+		if putting == nil {
+			return nil
+		}
+		err := <-putting
+		putting = nil
+		if err != nil {
+			return &putError{err}
+		}
+		imported += len(spare)
+		return nil
+	}
 	flush := func() error {
+		if err := wait(); err != nil {
+			return err
+		}
 		if len(chunk) == 0 {
 			return nil
 		}
-		if err := put(chunk); err != nil {
-			return &putError{err}
-		}
-		imported += len(chunk)
-		chunk = chunk[:0]
+		chunk, spare = spare[:0], chunk
+		done := make(chan error, 1)
+		putting = done
+		go func(c []hunt.Hotspot) { done <- put(c) }(spare)
 		return nil
 	}
 	add := func(index int, raw []byte) error {
@@ -142,11 +161,14 @@ func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) e
 	}
 	var pe *putError
 	if errors.As(err, &pe) {
-		return imported, pe.err
+		return imported, pe.err // no put is running: the error came from waiting for it
 	}
 	// Success or a bad body: either way the items read so far are good.
 	if ferr := flush(); ferr != nil {
 		return imported, ferr.(*putError).err
+	}
+	if werr := wait(); werr != nil {
+		return imported, werr.(*putError).err
 	}
 	var ie *importError
 	if errors.As(err, &ie) {
