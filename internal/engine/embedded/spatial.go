@@ -92,8 +92,9 @@ func (s *spatial) add(t *hotspotTable, adds []spatialAdd) {
 		for n := len(v.runs); n >= 2 && v.runs[n-2].len() <= 2*v.runs[n-1].len(); n = len(v.runs) {
 			v.runs = append(v.runs[:n-2:n-2], merge(t, v.runs[n-2], v.runs[n-1], s.moved))
 		}
-		if len(v.runs) == 1 {
-			// Everything merged: stale entries are gone.
+		if len(v.runs) == 1 && s.moved {
+			// One run left: clean it, and no entry is stale any more.
+			v.runs[0] = merge(t, v.runs[0], run{}, true)
 			s.moved = false
 		}
 	}
@@ -243,7 +244,7 @@ func nearest(ctx context.Context, t *hotspotTable, v *spatialView, lat, lon, rad
 			return nil, ctx.Err()
 		}
 		c := s.popCell()
-		if c.boundM > radiusM || (len(s.best) == limit && c.boundM > s.best[0].dist) {
+		if beyond(c.boundM, radiusM) || (len(s.best) == limit && beyond(c.boundM, s.best[0].dist)) {
 			break
 		}
 		k := v.count(c.lo, c.hi)
@@ -263,6 +264,12 @@ func nearest(ctx context.Context, t *hotspotTable, v *spatialView, lat, lon, rad
 	return out, nil
 }
 
+// beyond reports whether a cell whose bound is boundM surely holds nothing
+// at distM or nearer. The bound and geo.DistanceM round differently (a point
+// 1e-191 degree away is 0 m for one and not for the other), so a cell within
+// a micrometre, or a billionth, of distM is looked at.
+func beyond(boundM, distM float64) bool { return boundM-1e-6-boundM*1e-9 > distM }
+
 // split pushes the 32 children of c that can hold an answer.
 func (s *searcher) split(c cell) {
 	chars := c.chars + 1
@@ -272,7 +279,7 @@ func (s *searcher) split(c cell) {
 		hi := lo + 1<<shift
 		box := geo.CellBox(lo>>shift, uint(5*chars))
 		b := geo.MinDistanceM(s.lat, s.lon, box)
-		if b > s.radiusM {
+		if beyond(b, s.radiusM) {
 			continue
 		}
 		s.pushCell(cell{lo: lo, hi: hi, chars: chars, boundM: b})
