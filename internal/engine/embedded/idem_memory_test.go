@@ -107,7 +107,7 @@ func BenchmarkIdemRetained(b *testing.B) {
 			sh.mu.Lock()
 			defer sh.mu.Unlock()
 			sh.scratch = bloomKey(sh.scratch[:0], k)
-			return sh.filters[0].Test(sh.scratch) || sh.filters[1].Test(sh.scratch)
+			return sh.filters[0].test(sh.scratch) || sh.filters[1].test(sh.scratch)
 		}
 		for i := 0; i < n; i += max(n/10_000, 1) {
 			if !admitted(key(i)) {
