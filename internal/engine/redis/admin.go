@@ -1,15 +1,12 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
-	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -17,10 +14,6 @@ import (
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
 )
-
-// nearbyScanMax bounds the index members one Nearby call looks at; a denser
-// area answers from the first ones found (cells in ring order).
-const nearbyScanMax = 100_000
 
 // hotspotFields are the fields of a hotspot hash, in this order.
 var hotspotFields = []string{"la", "lo", "t", "g", "rw", "pt", "oa", "ca", "gh"}
@@ -207,104 +200,6 @@ func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.Hots
 		}
 		cursor = next
 	}
-}
-
-// cellChars picks the geohash length whose cells cover a radiusM circle in
-// at most two rings of neighbours (geo.Neighbors caps rings at 8, so the
-// cover must be found with few rings to be a true superset).
-func cellChars(lat, radiusM float64) int {
-	for n := geo.GeohashLen; n > 1; n-- {
-		latBits := 5 * n / 2
-		lonBits := 5*n - latBits
-		cellH := 180 / math.Exp2(float64(latBits)) * 111_320
-		cellW := max(360/math.Exp2(float64(lonBits))*111_320*math.Cos(lat*math.Pi/180), 1)
-		if math.Ceil(max(radiusM/cellH, radiusM/cellW)) <= 2 {
-			return n
-		}
-	}
-	return 1
-}
-
-// Nearby lists up to limit hotspots within radiusM of lat/lon, nearest first
-// (ties by id). It reads the hunt's lexicographic geohash index cell by cell,
-// keeps the members whose cell centre is close enough, then reads those
-// hotspots and filters them by exact distance.
-func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM float64, limit int) ([]hunt.HotspotView, error) {
-	n, err := e.rdb.Exists(ctx, keyHunt(id)).Result()
-	if err != nil {
-		return nil, e.callErr("nearby", err)
-	}
-	if n == 0 {
-		return nil, hunt.ErrUnknownHunt
-	}
-	limit = min(max(limit, 0), engine.NearbyLimitMax)
-	radiusM = min(radiusM, engine.NearbyRadiusMMax)
-	if limit == 0 || !(radiusM >= 0) || !geo.ValidCoord(lat, lon) {
-		return nil, nil
-	}
-	cells := geo.Neighbors(lat, lon, radiusM, cellChars(lat, radiusM))
-	pipe := e.rdb.Pipeline()
-	ranges := make([]*goredis.StringSliceCmd, len(cells))
-	for i, c := range cells {
-		ranges[i] = pipe.ZRangeByLex(ctx, keyGeo(id), &goredis.ZRangeBy{Min: "[" + c, Max: "[" + c + "\xff", Count: nearbyScanMax})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, e.callErr("nearby", err)
-	}
-	type cand struct {
-		id hunt.HotspotID
-		p  geo.Partition
-	}
-	var cands []cand
-	scanned := 0
-	const cellSlackM = 10 // a 9-character cell's centre is within ~3.4 m of any point in it
-	for _, r := range ranges {
-		for _, m := range r.Val() {
-			if scanned++; scanned > nearbyScanMax {
-				break
-			}
-			parts := strings.Split(m, "|")
-			if len(parts) != 3 {
-				continue
-			}
-			clat, clon := geo.DecodeCenter(parts[0])
-			if geo.DistanceM(lat, lon, clat, clon) > radiusM+cellSlackM {
-				continue
-			}
-			p, err := strconv.ParseUint(parts[2], 10, 32)
-			if err != nil {
-				continue
-			}
-			cands = append(cands, cand{hunt.HotspotID(parts[1]), geo.Partition(p)})
-		}
-	}
-	pipe = e.rdb.Pipeline()
-	cmds := make([]*goredis.SliceCmd, len(cands))
-	for i, c := range cands {
-		cmds[i] = pipe.HMGet(ctx, keyHotspot(c.p, id, c.id), hotspotFields...)
-	}
-	if len(cmds) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, e.callErr("nearby", err)
-		}
-	}
-	out := make([]hunt.HotspotView, 0, min(len(cands), limit))
-	for i, c := range cmds {
-		v, ok := hotspotView(id, cands[i].id, c.Val())
-		if !ok {
-			continue
-		}
-		if v.DistanceM = geo.DistanceM(lat, lon, v.Lat, v.Lon); v.DistanceM <= radiusM {
-			out = append(out, v)
-		}
-	}
-	slices.SortFunc(out, func(a, b hunt.HotspotView) int {
-		return cmp.Or(cmp.Compare(a.DistanceM, b.DistanceM), cmp.Compare(a.ID, b.ID))
-	})
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
 }
 
 // Wallet returns the player's balance (zero for an unknown player).
