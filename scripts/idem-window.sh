@@ -17,6 +17,11 @@
 #   scripts/idem-window.sh                         # 10m at 1000/s, window 1m, a sample every 10 s
 #   RATE=500 DURATION=3m WINDOW=30s scripts/idem-window.sh
 #
+# The hunt scenario retries one of its last 1,024 claims now and then: keep
+# WINDOW longer than those take to send (about 1.5 s at 1000/s), or a retry
+# past the window is decided afresh and `cairn load`, which does not know the
+# window, reports it as answered twice differently.
+#
 # Env: CAIRN (binary; default: built into the temp dir), RATE, DURATION,
 # WINDOW, INTERVAL (seconds), SCENARIO (default hunt), PLAYERS (default 2000).
 set -euo pipefail

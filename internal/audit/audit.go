@@ -11,7 +11,8 @@
 //     fold: tickets − grants == tickets_left as the engine reports it.
 //   - I2 one per player: at most one grant per (player, hunt, hotspot).
 //   - I3 idempotency: each (player, Idempotency-Key) appears at most once in the
-//     log (claims and spends share a player's keys).
+//     log (claims and spends share a player's keys), or, when the Source says
+//     how long a key is honoured (IdempotencyWindow), at most once per window.
 //   - I4 wallet: the engine's balance == Σ rewards of grants − Σ accepted spends;
 //     every spend's recorded Balance is ≥ 0 and never more than all the
 //     player's credits allow, and the fold is never negative.
@@ -63,6 +64,15 @@ type Source interface {
 // Scores is the leaderboard's read side. *leaderboard.Projection satisfies it.
 type Scores interface {
 	Score(h hunt.HuntID, region string, player hunt.PlayerID) (rank int, score int64, ok bool)
+}
+
+// windowed is the optional part of Source that says how long a decided
+// (player, Idempotency-Key) is honoured (the embedded engine's
+// --idempotency-window). A key decided again at least that long after its
+// previous decision is a new request, not a broken I3. Without it, a key
+// may be decided once only.
+type windowed interface {
+	IdempotencyWindow() time.Duration
 }
 
 // waiter is the optional part of Scores that lets Check wait for a
@@ -491,35 +501,56 @@ func (f *fold) confirmDuplicates(ctx context.Context, src Source, r *Report) err
 	if len(f.suspects) == 0 {
 		return nil
 	}
-	first := map[dupKey]hunt.Epoch{}
-	check := func(k dupKey, e *hunt.Event) {
-		if at, dup := first[k]; dup {
-			switch k.inv {
-			case I2:
-				r.violate(I2, "player %s granted hotspot %s/%s twice: %s and %s", e.Player, e.Hunt, e.Hotspot, at, e.Epoch)
-			case I3:
-				r.violate(I3, "player %s key %q decided twice: %s and %s", e.Player, e.Key, at, e.Epoch)
-			}
-			return
-		}
-		first[k] = e.Epoch
+	var window time.Duration
+	if w, ok := src.(windowed); ok {
+		window = w.IdempotencyWindow()
 	}
+	type use struct {
+		epoch hunt.Epoch
+		at    time.Time
+	}
+	// I2 repeats are reported as they are read; I3's uses are collected and
+	// checked in time order, since a key may be decided again once its
+	// previous decision is a window old, and the log is read partition by
+	// partition, not in time order.
+	firstGrant := map[dupKey]hunt.Epoch{}
+	keyUses := map[dupKey][]use{}
+	var keyOrder []dupKey
 	err := src.Events(ctx, nil, func(e *hunt.Event) error {
 		if e.Epoch.Seq > f.lastSeq[e.Epoch.Partition] {
 			return nil // written after the fold's reads: not folded
 		}
 		if _, ok := f.suspects[f.idemHash(e)]; ok {
-			check(dupKey{I3, string(e.Player), e.Key, ""}, e)
+			k := dupKey{I3, string(e.Player), e.Key, ""}
+			if _, seen := keyUses[k]; !seen {
+				keyOrder = append(keyOrder, k)
+			}
+			keyUses[k] = append(keyUses[k], use{e.Epoch, e.At})
 		}
 		if e.Kind == hunt.KindClaimCompleted && e.Outcome == hunt.Granted {
 			if _, ok := f.suspects[f.grantHash(e)]; ok {
-				check(dupKey{I2, string(e.Player), string(e.Hunt), string(e.Hotspot)}, e)
+				k := dupKey{I2, string(e.Player), string(e.Hunt), string(e.Hotspot)}
+				if at, dup := firstGrant[k]; dup {
+					r.violate(I2, "player %s granted hotspot %s/%s twice: %s and %s", e.Player, e.Hunt, e.Hotspot, at, e.Epoch)
+				} else {
+					firstGrant[k] = e.Epoch
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("audit: re-read events for duplicates: %w", err)
+	}
+	for _, k := range keyOrder {
+		uses := keyUses[k]
+		slices.SortStableFunc(uses, func(a, b use) int { return a.at.Compare(b.at) })
+		for i := 1; i < len(uses); i++ {
+			if window > 0 && uses[i].at.Sub(uses[i-1].at) >= window {
+				continue // past the window the key was a new request
+			}
+			r.violate(I3, "player %s key %q decided twice: %s and %s", k.a, k.b, uses[i-1].epoch, uses[i].epoch)
+		}
 	}
 	return nil
 }

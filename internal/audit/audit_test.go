@@ -541,3 +541,51 @@ func TestCheckUnderLiveWrites(t *testing.T) {
 		}
 	})
 }
+
+// windowedSource is a fakeSource whose keys are honoured for a window.
+type windowedSource struct {
+	*fakeSource
+	window time.Duration
+}
+
+func (w windowedSource) IdempotencyWindow() time.Duration { return w.window }
+
+// TestKeyReusedAfterWindow: a key decided again once its previous decision
+// is a window old was a new request, not a broken I3; within the window it
+// still is one. The log is read partition by partition, so the uses are
+// put in time order first.
+func TestKeyReusedAfterWindow(t *testing.T) {
+	reuse := func() *fakeSource {
+		src, _ := clean()
+		// alice's key k1 (claim 0.1 at t0) again for a claim of c in
+		// partition 1 (read after partition 0), and a third time in
+		// partition 0, all more than an hour apart.
+		src.write(0, claim("alice", "k1", "a", hunt.AlreadyClaimed, 0, 0))
+		src.events[len(src.events)-1].At = t0.Add(5 * time.Hour)
+		src.write(1, claim("alice", "k1", "c", hunt.Granted, 1, 1))
+		src.events[len(src.events)-1].At = t0.Add(2 * time.Hour)
+		src.hotspots["h"][2].TicketsLeft = 2
+		src.wallets["alice"]++
+		return src
+	}
+	for _, tc := range []struct {
+		window time.Duration
+		want   []Violation
+	}{
+		{time.Hour, nil},
+		{2 * time.Hour, nil},
+		{3 * time.Hour, []Violation{{I3, `player alice key "k1" decided twice: 0.1 and 1.3`}}},
+		{6 * time.Hour, []Violation{
+			{I3, `player alice key "k1" decided twice: 0.1 and 1.3`},
+			{I3, `player alice key "k1" decided twice: 1.3 and 0.5`}}},
+	} {
+		r := mustCheck(t, windowedSource{reuse(), tc.window}, nil)
+		if fmt.Sprint(r.Violations) != fmt.Sprint(tc.want) && !(len(tc.want) == 0 && len(r.Violations) == 0) {
+			t.Errorf("Check(key reused at 0h, 2h, 5h; window %v) = %v; want %v", tc.window, r.Violations, tc.want)
+		}
+	}
+	// Without a window (the Redis engine keeps keys for ever) any reuse is one.
+	if r := mustCheck(t, reuse(), nil); r.ViolationCount != 2 {
+		t.Errorf("Check(key reused, no window) = %v; want 2 I3 violations", r.Violations)
+	}
+}

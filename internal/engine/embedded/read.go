@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -194,3 +195,8 @@ func (e *Engine) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt.Eve
 	}
 	return nil
 }
+
+// IdempotencyWindow is how long a decided (player, Idempotency-Key) is
+// honoured; past it the key is a new request. The audit reads it so that a
+// key decided again after the window is not taken for a broken I3.
+func (e *Engine) IdempotencyWindow() time.Duration { return e.idem.window }
