@@ -15,6 +15,10 @@ import (
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
+// importTimeoutCalls × CallTimeout bounds one import call: thousands of
+// hotspots in one Function call can take seconds on a busy Redis.
+const importTimeoutCalls = 10
+
 // hotspotFields are the fields of a hotspot hash, in this order.
 var hotspotFields = []string{"la", "lo", "t", "g", "rw", "pt", "oa", "ca", "gh"}
 
@@ -108,9 +112,9 @@ func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.H
 		args = append(args, string(s.ID), uint64(p), formatFloat(s.Lat), formatFloat(s.Lon), s.Tickets, s.Reward, s.Points,
 			formatNS20(s.OpensAt), formatNS20(s.ClosesAt), gh)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*e.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(ctx, importTimeoutCalls*e.cfg.CallTimeout)
 	defer cancel()
-	msg, err := e.rdb.FCall(ctx, "cairn_import", []string{keyHunt(id), keyHsIndex(id), keyGeo(id)}, args...).Text()
+	msg, err := e.big.FCall(ctx, "cairn_import", []string{keyHunt(id), keyHsIndex(id), keyGeo(id)}, args...).Text()
 	if err != nil {
 		return e.callErr("import hotspots", err)
 	}

@@ -90,9 +90,13 @@ type Engine struct {
 	// ap batches the request path's concurrent calls (XADD, direct FCALL) into
 	// pipelines on few connections: measured ~1.7x the throughput of one
 	// pooled round trip per call, on a par with rueidis (docs/REDIS.md).
-	ap    *goredis.AutoPipeliner
-	blk   *goredis.Client // blocking stream reads; closed when Run stops, which unblocks them
-	hc    *goredis.Client // the health probe's own connection
+	ap  *goredis.AutoPipeliner
+	blk *goredis.Client // blocking stream reads; closed when Run stops, which unblocks them
+	hc  *goredis.Client // the health probe's own connection
+	// big carries the calls that may run long on a busy Redis (an import of
+	// up to ImportBatchMax hotspots in one Function call): its socket
+	// timeouts are importTimeoutCalls × CallTimeout, not CallTimeout.
+	big   *goredis.Client
 	clock atomic.Pointer[func() time.Time]
 
 	parts     []partState
@@ -200,6 +204,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	hopt.PoolSize = 1
 	hopt.MinIdleConns = 0
 	hopt.PoolTimeout = cfg.CallTimeout
+	iopt := *opt
+	iopt.PoolSize = 2
+	iopt.MinIdleConns = 0
+	iopt.ReadTimeout = importTimeoutCalls * cfg.CallTimeout
+	iopt.WriteTimeout = importTimeoutCalls * cfg.CallTimeout
 
 	e := &Engine{
 		cfg:         cfg,
@@ -208,6 +217,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		rdb:         goredis.NewClient(opt),
 		blk:         goredis.NewClient(&bopt),
 		hc:          goredis.NewClient(&hopt),
+		big:         goredis.NewClient(&iopt),
 		parts:       make([]partState, cfg.Partitions),
 		reqKeys:     make([]string, cfg.Partitions),
 		logKeys:     make([]string, cfg.Partitions),
@@ -231,6 +241,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		e.rdb.Close()
 		e.blk.Close()
 		e.hc.Close()
+		e.big.Close()
 		return nil, fmt.Errorf("redis engine: autopipeline: %w", err)
 	}
 	e.avail.ch = make(chan struct{})
@@ -315,6 +326,7 @@ func (e *Engine) closeClients() error {
 	e.ap.Close()
 	e.blk.Close()
 	e.hc.Close()
+	e.big.Close()
 	return e.rdb.Close()
 }
 
