@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -202,6 +201,15 @@ func readError(err error) error {
 	return jsonwire.Malformed("reading the body: %v", err)
 }
 
+// errItemTooLarge is an import item (an NDJSON line, an array element)
+// longer than ImportItemLenMax.
+var errItemTooLarge = errors.New("import item too large")
+
+// itemTooLarge is the error of the item at index.
+func itemTooLarge(index int) error {
+	return &importError{index: index, err: fmt.Errorf("%w: longer than %d bytes (ImportItemLenMax)", errItemTooLarge, ImportItemLenMax)}
+}
+
 // importLines reads NDJSON: one object per line, blank lines skipped, each
 // line at most ImportItemLenMax bytes.
 func importLines(br *bufio.Reader, add func(int, []byte) error) error {
@@ -209,7 +217,7 @@ func importLines(br *bufio.Reader, add func(int, []byte) error) error {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return &importError{index: index, err: hunt.Invalid("line", "longer than %d bytes", ImportItemLenMax)}
+			return itemTooLarge(index)
 		}
 		if err != nil && err != io.EOF {
 			return readError(err)
@@ -226,45 +234,105 @@ func importLines(br *bufio.Reader, add func(int, []byte) error) error {
 	}
 }
 
-// importArray reads one JSON array of objects with a json.Decoder, one
-// element at a time, and refuses anything after the closing bracket.
+// importArray reads one JSON array of objects, one element at a time: each
+// element is scanned to its closing brace into a buffer of at most
+// ImportItemLenMax bytes (the cap of an NDJSON line), so an element of any
+// size costs no more memory than that; anything after the closing bracket
+// is refused.
 func importArray(br *bufio.Reader, add func(int, []byte) error) error {
-	dec := json.NewDecoder(br)
-	if _, err := dec.Token(); err != nil { // the '[' firstByte saw
-		return jsonStreamError(err)
+	if c, err := br.ReadByte(); err != nil || c != '[' { // the '[' firstByte saw
+		return jsonwire.Malformed("want a JSON array")
 	}
-	index := 0
-	var raw json.RawMessage
-	for dec.More() {
-		raw = raw[:0]
-		if err := dec.Decode(&raw); err != nil {
-			return &importError{index: index, err: jsonStreamError(err)}
+	buf := make([]byte, 0, 4<<10)
+	for index := 0; ; index++ {
+		c, err := nextNonSpace(br)
+		if err != nil {
+			return &importError{index: index, err: err}
 		}
-		if err := add(index, raw); err != nil {
+		if c == ']' && index == 0 {
+			break
+		}
+		if c != '{' {
+			return &importError{index: index, err: jsonwire.Malformed("array element %d: want a hotspot object, found %q", index, c)}
+		}
+		if buf, err = scanObject(br, buf[:0], index); err != nil {
 			return err
 		}
-		index++
+		if err := add(index, buf); err != nil {
+			return err
+		}
+		if c, err = nextNonSpace(br); err != nil {
+			return &importError{index: index + 1, err: err}
+		}
+		if c == ']' {
+			break
+		}
+		if c != ',' {
+			return &importError{index: index + 1, err: jsonwire.Malformed("after array element %d: want ',' or ']', found %q", index, c)}
+		}
 	}
-	if _, err := dec.Token(); err != nil { // ']'
-		return &importError{index: index, err: jsonStreamError(err)}
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := nextNonSpace(br); err != errArrayEnd {
 		if err == nil {
 			return jsonwire.Malformed("data after the closing bracket of the array")
 		}
-		return jsonStreamError(err)
+		return err
 	}
 	return nil
 }
 
-// jsonStreamError classifies an error of the streaming decoder.
-func jsonStreamError(err error) error {
-	if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-		return jsonwire.Malformed("the array ends early")
+// errArrayEnd is nextNonSpace's end of the body (an error only inside the array).
+var errArrayEnd = jsonwire.Malformed("the array ends early")
+
+// nextNonSpace reads the next byte that is not JSON white space.
+func nextNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			return 0, errArrayEnd
+		}
+		if err != nil {
+			return 0, readError(err)
+		}
+		if !jsonwire.IsSpace(c) {
+			return c, nil
+		}
 	}
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) {
-		return jsonwire.Malformed("%v", err)
+}
+
+// scanObject appends to buf the object whose '{' was just read, up to its
+// matching '}', following strings and nesting only as far as needed to find
+// that end; the item's decoder checks the rest. More than ImportItemLenMax
+// bytes is errItemTooLarge, found after reading at most that many.
+func scanObject(br *bufio.Reader, buf []byte, index int) ([]byte, error) {
+	buf = append(buf, '{')
+	depth, inString, escaped := 1, false, false
+	for depth > 0 {
+		if len(buf) >= ImportItemLenMax {
+			return nil, itemTooLarge(index)
+		}
+		c, err := br.ReadByte()
+		if err == io.EOF {
+			return nil, &importError{index: index, err: errArrayEnd}
+		}
+		if err != nil {
+			return nil, &importError{index: index, err: readError(err)}
+		}
+		buf = append(buf, c)
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		}
 	}
-	return readError(err)
+	return buf, nil
 }

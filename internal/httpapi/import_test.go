@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -155,6 +156,15 @@ func TestImportStreamUnit(t *testing.T) {
 		{"array under ndjson type", "application/x-ndjson", "[" + item(0) + "]", 0, true},
 		{"second line bad", "", item(0) + "\n{\"id\":\"y\"}\n" + item(2), 1, true},
 		{"line too long", "", item(0) + "\n" + `{"id":"` + strings.Repeat("a", ImportItemLenMax) + `"}`, 1, true},
+		{"element too long", "", "[" + item(0) + `,{"id":"` + strings.Repeat("a", ImportItemLenMax) + `"}]`, 1, true},
+		{"element at the cap", "", "[" + item(0) + `,{"id":"x","lat":1,"lon":2,"tickets":1,"reward":0` + strings.Repeat(" ", ImportItemLenMax-len(`{"id":"x","lat":1,"lon":2,"tickets":1,"reward":0}`)) + "}]", 2, false},
+		{"strings hide braces", "", `[{"id":"a}]\"{","lat":1,"lon":2,"tickets":1}]`, 0, true},
+		{"escaped quote, then a brace", "", "[" + item(0) + `, {"id":"b\"}","lat":1,"lon":2,"tickets":1} ]`, 1, true},
+		{"trailing comma", "", "[" + item(0) + ",]", 1, true},
+		{"missing comma", "", "[" + item(0) + item(1) + "]", 1, true},
+		{"array ends early", "", "[" + item(0) + ",", 1, true},
+		{"element ends early", "", "[" + item(0) + `,{"id":"x"`, 1, true},
+		{"data after the array", "", "[" + item(0) + "] x", 1, true},
 		{"array of numbers", "", "[1,2]", 0, true},
 		{"nested junk", "", `[{"id":"x","lat":1,"lon":2,"tickets":1,"extra":{"a":[1,2]}}]`, 0, true},
 	}
@@ -223,4 +233,68 @@ func FuzzImport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestImportItemCap: an array element longer than ImportItemLenMax is
+// refused like an NDJSON line of that length (413 item_too_large, naming
+// the item and what was imported before it), after reading no more than the
+// cap of it: a 32 MiB element costs the server no 32 MiB of memory.
+func TestImportItemCap(t *testing.T) {
+	e := newEnv(t, envOption{})
+	const hugeLen = 32 << 20
+	good := engine.ImportBatchMax + 5
+	for _, array := range []bool{true, false} {
+		id := fmt.Sprintf("cap-%v", array)
+		e.putHunt(id, `{"name":"Cap"}`)
+		// good items, then one whose id never ends, streamed: the body is
+		// never whole in memory on either side.
+		var head strings.Builder
+		if array {
+			head.WriteString("[")
+		}
+		for i := 0; i < good; i++ {
+			fmt.Fprintf(&head, `{"id":"hs-%d","lat":48.85,"lon":2.35,"tickets":1}`, i)
+			if array {
+				head.WriteString(",")
+			} else {
+				head.WriteString("\n")
+			}
+		}
+		head.WriteString(`{"id":"`)
+		tail := `","lat":48.85,"lon":2.35,"tickets":1}`
+		if array {
+			tail += `,{"id":"after","lat":48.85,"lon":2.35,"tickets":1}]`
+		} else {
+			tail += "\n" + `{"id":"after","lat":48.85,"lon":2.35,"tickets":1}` + "\n"
+		}
+		body := io.MultiReader(strings.NewReader(head.String()), io.LimitReader(repeatByte('a'), hugeLen), strings.NewReader(tail))
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := e.do(req{method: "POST", path: "/v1/admin/hunts/" + id + "/hotspots", auth: testAdmin, rawBody: body})
+		runtime.ReadMemStats(&after)
+		m := checkProblem(t, fmt.Sprintf("import (array %v) with a %d-byte item", array, hugeLen), r, http.StatusRequestEntityTooLarge, "item_too_large")
+		if m["imported"] != json.Number(fmt.Sprint(good)) || !strings.Contains(m["detail"].(string), fmt.Sprintf("item %d:", good)) ||
+			!strings.Contains(m["detail"].(string), fmt.Sprint(ImportItemLenMax)) {
+			t.Errorf("import (array %v) with a huge item = %s; want imported %d, the item's index and the cap in the detail", array, r.body, good)
+		}
+		if got := e.countSpots(hunt.HuntID(id)); got != good {
+			t.Errorf("hotspots after the refused import (array %v) = %d; want the %d before the huge item", array, got, good)
+		}
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("array %v: a %d MiB item refused after %d good ones; %.1f MiB allocated by the whole process meanwhile", array, hugeLen>>20, good, float64(alloc)/(1<<20))
+		if alloc > hugeLen/2 {
+			t.Errorf("importing (array %v) past a %d MiB item allocated %d MiB; want far less than the item (it is never held whole)", array, hugeLen>>20, alloc>>20)
+		}
+	}
+}
+
+// repeatByte is an endless reader of c.
+type repeatByte byte
+
+func (c repeatByte) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(c)
+	}
+	return len(p), nil
 }

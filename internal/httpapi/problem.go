@@ -56,6 +56,7 @@ var problemTable = [...]struct {
 	{jsonwire.ErrMalformed, problemType{http.StatusBadRequest, "malformed_json", "Malformed JSON", false}},
 	{hunt.ErrInvalid, problemType{http.StatusBadRequest, "invalid_request", "Invalid request", false}},
 	{errBodyTooLarge, problemType{http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large", false}},
+	{errItemTooLarge, problemType{http.StatusRequestEntityTooLarge, "item_too_large", "Import item too large", false}},
 	{hunt.ErrUnknownHunt, problemType{http.StatusNotFound, "unknown_hunt", "Unknown hunt", false}},
 	{hunt.ErrUnknownHotspot, problemType{http.StatusNotFound, "unknown_hotspot", "Unknown hotspot", false}},
 	{errNotFound, problemType{http.StatusNotFound, "not_found", "Not found", false}},

@@ -47,7 +47,7 @@ const (
 	FeedRetainDefault       = 2 * time.Minute
 	HeartbeatEveryDefault   = 15 * time.Second
 	RegionLenMaxDefault     = geo.PrefixLenDefault
-	ImportItemLenMax        = 64 << 10 // one NDJSON line
+	ImportItemLenMax        = 64 << 10 // one import item: an NDJSON line or an array element
 	LeaderboardLimitMax     = 1000
 	LeaderboardLimitDefault = 10
 	LeaderboardOffsetMax    = 10_000_000
