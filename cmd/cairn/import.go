@@ -251,8 +251,9 @@ type importer struct {
 	size       int64 // of the file; -1 unknown
 	file       *countingReader
 
-	sent     atomic.Int64 // hotspots handed to the transport
-	imported int64        // hotspots the server confirmed
+	sent      atomic.Int64 // hotspots handed to the transport
+	imported  int64        // hotspots the server confirmed (run's own)
+	confirmed atomic.Int64 // the same, for the progress line
 }
 
 func (im *importer) run(ctx context.Context, format, name string, res *importResult) error {
@@ -277,6 +278,7 @@ func (im *importer) run(ctx context.Context, format, name string, res *importRes
 			res.Requests++
 		}
 		im.imported += n
+		im.confirmed.Store(im.imported)
 		if err != nil {
 			return err
 		}
@@ -372,7 +374,8 @@ func (im *importer) showProgress(ctx context.Context, w io.Writer, name string, 
 func (im *importer) progressLine(name string, elapsed time.Duration) string {
 	sent, read := im.sent.Load(), im.file.n.Load()
 	secs := max(elapsed.Seconds(), 1e-3)
-	s := fmt.Sprintf("importing %s: %d hotspots, %.0f/s, %s", name, sent, float64(sent)/secs, mib(read))
+	s := fmt.Sprintf("importing %s: %d hotspots sent (%d confirmed), %.0f/s, %s",
+		name, sent, im.confirmed.Load(), float64(sent)/secs, mib(read))
 	if im.size > 0 {
 		pct := 100 * float64(read) / float64(im.size)
 		s += fmt.Sprintf(" of %s (%.1f %%)", mib(im.size), pct)

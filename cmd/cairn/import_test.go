@@ -291,14 +291,15 @@ func TestArrayReader(t *testing.T) {
 func TestImportProgressLine(t *testing.T) {
 	im := &importer{size: 4 << 20, file: &countingReader{}}
 	im.sent.Store(20_000)
+	im.confirmed.Store(5_000)
 	im.file.n.Store(1 << 20)
 	got := im.progressLine("h.ndjson", 2*time.Second)
-	want := "importing h.ndjson: 20000 hotspots, 10000/s, 1.0 MiB of 4.0 MiB (25.0 %), ETA 6s"
+	want := "importing h.ndjson: 20000 hotspots sent (5000 confirmed), 10000/s, 1.0 MiB of 4.0 MiB (25.0 %), ETA 6s"
 	if got != want {
 		t.Errorf("progressLine = %q; want %q", got, want)
 	}
 	im.size = -1 // standard input: no percentage, no ETA
-	if got, want := im.progressLine("-", 2*time.Second), "importing -: 20000 hotspots, 10000/s, 1.0 MiB"; got != want {
+	if got, want := im.progressLine("-", 2*time.Second), "importing -: 20000 hotspots sent (5000 confirmed), 10000/s, 1.0 MiB"; got != want {
 		t.Errorf("progressLine(stdin) = %q; want %q", got, want)
 	}
 }
