@@ -676,6 +676,23 @@ func TestServeAbuseFlags(t *testing.T) {
 	if st, b, _, err := w.c.do("PUT", "/v1/admin/hunts/fault", testAdmin, "", map[string]any{"name": "fault", "max_speed_mps": 0}); err != nil || st != 404 {
 		t.Fatalf("PUT hunt on the public listener = %d %s %v; want 404", st, b, err)
 	}
+	// /metrics and /v1/consistency are the admin listener's; the probes are on both.
+	for _, c := range []struct {
+		base, path string
+		want       int
+	}{
+		{p.base, "/metrics", 404}, {p.base, "/v1/consistency", 404}, {p.base, "/healthz", 200},
+		{"http://" + adminAddr, "/metrics", 200}, {"http://" + adminAddr, "/v1/consistency", 200}, {"http://" + adminAddr, "/readyz", 200},
+	} {
+		res, err := http.Get(c.base + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.want {
+			t.Errorf("GET %s%s = %d; want %d", c.base, c.path, res.StatusCode, c.want)
+		}
+	}
 	w.c.base = "http://" + adminAddr
 	w.setup()
 	w.c.base = p.base

@@ -85,7 +85,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.feedPerPlayer, "feed-streams-per-player", httpapi.StreamsPerPlayerMaxDefault, "live feed: open SSE streams per player (beyond: 429)")
 	fs.IntVar(&f.feedPerAddress, "feed-streams-per-address", httpapi.StreamsPerAddressMaxDefault, "live feed: open SSE streams per client address, IPv6 per /64 (beyond: 429)")
 	fs.DurationVar(&f.feedRetain, "feed-retain", httpapi.FeedRetainDefault, "live feed: how long a hunt's recent frames are kept after its last stream closes, for Last-Event-ID")
-	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve /v1/admin/* (and the probes) on this address only, not on --addr; empty = together")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve /v1/admin/*, /metrics and /v1/consistency (and the probes) on this address only, not on --addr; empty = together")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}

@@ -293,10 +293,17 @@ func TestAdminSeparate(t *testing.T) {
 	if r := do("PUT", "/v1/admin/hunts/h1", testAdmin, `{"name":"x"}`); r.status != http.StatusCreated {
 		t.Fatalf("PUT hunt on the admin listener = %v; want 201", r)
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/consistency"} {
 		if r := do("GET", path, "", ""); r.status != http.StatusOK {
 			t.Fatalf("GET %s on the admin listener = %v; want 200", path, r)
 		}
+	}
+	// The node's internals are the operator's: not on the public listener.
+	for _, path := range []string{"/metrics", "/v1/consistency"} {
+		checkProblem(t, "GET "+path+" on the public listener", e.do(req{method: "GET", path: path}), http.StatusNotFound, "not_found")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		mustStatus(t, "GET "+path+" on the public listener", e.do(req{method: "GET", path: path}), http.StatusOK)
 	}
 	checkProblem(t, "wallet on the admin listener", do("GET", "/v1/wallet", e.token("alice"), ""), http.StatusNotFound, "not_found")
 	mustStatus(t, "the hunt on the public listener", e.do(req{method: "GET", path: "/v1/hunts/h1", auth: e.token("alice")}), http.StatusOK)

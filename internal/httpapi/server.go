@@ -296,8 +296,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, renderBufLen); return &b }
 	if cfg.AdminSeparate {
-		s.handler = s.routes(func(path string) bool { return !isAdminPath(path) })
-		s.admin = s.routes(func(path string) bool { return isAdminPath(path) || isProbePath(path) })
+		s.handler = s.routes(func(path string) bool { return !isAdminPath(path) && !isOperatorPath(path) })
+		s.admin = s.routes(func(path string) bool { return isAdminPath(path) || isOperatorPath(path) || isProbePath(path) })
 	} else {
 		s.handler = s.routes(func(string) bool { return true })
 	}
@@ -341,18 +341,21 @@ func (s *Server) newLimiters() error {
 
 func isAdminPath(path string) bool { return strings.HasPrefix(path, "/v1/admin/") }
 
-// isProbePath: the routes an operator's listener serves besides the admin ones.
-func isProbePath(path string) bool {
-	return path == "/healthz" || path == "/readyz" || path == "/metrics"
-}
+// isOperatorPath: the unauthenticated routes for operators only, which show
+// the node's internals (every metric, each partition's epoch and depth);
+// with AdminSeparate only the admin listener serves them.
+func isOperatorPath(path string) bool { return path == "/metrics" || path == "/v1/consistency" }
 
-// Handler returns the handler of every route (every route but the admin
-// ones when Config.AdminSeparate is set).
+// isProbePath: the probes, which both listeners serve.
+func isProbePath(path string) bool { return path == "/healthz" || path == "/readyz" }
+
+// Handler returns the handler of every route (when Config.AdminSeparate is
+// set, every route but the admin ones, /metrics and /v1/consistency).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// AdminHandler returns the handler of the admin routes and the probes
-// (/healthz, /readyz, /metrics) when Config.AdminSeparate is set, for a
-// listener of its own; nil otherwise.
+// AdminHandler returns the handler of the admin routes, /metrics,
+// /v1/consistency and the probes (/healthz, /readyz) when
+// Config.AdminSeparate is set, for a listener of its own; nil otherwise.
 func (s *Server) AdminHandler() http.Handler { return s.admin }
 
 // Feed returns the SSE hub, to Subscribe on the engine before it runs.
