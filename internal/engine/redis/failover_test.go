@@ -168,3 +168,80 @@ func TestReplicaDownRefusesClaims(t *testing.T) {
 	}
 	checkLogAgainstState(t, n.Engine, 2)
 }
+
+// TestFrozenPrimaryAcknowledgesNothingAfterFailover: the primary is frozen
+// (SIGSTOP) mid-load past the point where its replica is promoted, then
+// resumed, while its node keeps calling it (split brain). With MinReplicas 1
+// the old primary cannot acknowledge anything after the promotion: its only
+// replica no longer follows it, so WAIT sees no replica and every call is
+// refused. Every call acknowledged at any time replays with its decision on
+// the promoted replica, and the log there agrees with the state.
+func TestFrozenPrimaryAcknowledgesNothingAfterFailover(t *testing.T) {
+	const hotspots = 4
+	primary, replica := startPair(t)
+	a := start(t, testConfig(primary, func(c *Config) {
+		c.Direct, c.MinReplicas, c.ReplicaTimeout, c.Consumer = true, 1, 200*time.Millisecond, "node-a"
+	}))
+	hs := putFixture(t, a.Engine, hotspots, 1000)
+
+	var (
+		mu          sync.Mutex
+		done        []acked
+		seq         atomic.Int64
+		resumed     atomic.Bool
+		afterResume atomic.Int64 // calls answered (either way) after the resume
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := seq.Add(1)
+				req := claimAt(fmt.Sprintf("p%d", i%30), fmt.Sprintf("k%d", i), hs[int(i)%hotspots])
+				res, err := a.Claim(ctx, req)
+				if resumed.Load() && ctx.Err() == nil {
+					afterResume.Add(1)
+				}
+				if err == nil {
+					mu.Lock()
+					done = append(done, acked{claim: req, ev: res.Event})
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	waitFor(t, 60*time.Second, "100 acknowledged claims", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(done) >= 100
+	})
+	primary.Pause()
+	rc := rawClient(t, replica)
+	if err := rc.Do(context.Background(), "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		primary.Resume()
+		t.Fatalf("promote the replica: %v", err)
+	}
+	b := start(t, testConfig(replica, func(c *Config) { c.Direct, c.Consumer = true, "node-b" }))
+	bg := context.Background()
+	if res, err := b.Claim(bg, claimAt("on-b", "k", hs[0])); err != nil || res.Replayed {
+		t.Fatalf("claim on the promoted replica = %+v, %v; want a fresh decision", res, err)
+	}
+	primary.Resume()
+	resumed.Store(true)
+	waitFor(t, 60*time.Second, "50 calls answered by the old primary's node after the resume", func() bool {
+		return afterResume.Load() >= 50
+	})
+	cancel()
+	wg.Wait()
+	a.Stop(t)
+
+	for _, d := range done {
+		res, err := b.Claim(bg, d.claim)
+		if err != nil || !res.Replayed || res.Event != d.ev {
+			t.Fatalf("claim %s/%s acknowledged by the old primary = %v; on the promoted replica = %+v, %v; want it replayed",
+				d.claim.Player, d.claim.Key, d.ev, res, err)
+		}
+	}
+	checkLogAgainstState(t, b.Engine, hotspots)
+	t.Logf("%d acknowledged claims, all replayed; %d calls after the resume", len(done), afterResume.Load())
+}
