@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 
 	"github.com/cairnhq/cairn/internal/geo"
@@ -24,7 +25,8 @@ func fieldName(s string) string {
 
 // readBody reads the whole request body under the limit into buf and
 // returns it. Over the limit it is errBodyTooLarge (413), and the server
-// closes the connection instead of reading the rest.
+// closes the connection instead of reading the rest; a body still arriving
+// at the request's read deadline is errBodyTimeout (408).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, limit)
 	for {
@@ -37,13 +39,23 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) (
 			return buf, nil
 		}
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				return buf, fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, limit)
-			}
-			return buf, jsonwire.Malformed("reading the body: %v", err)
+			return buf, readError(err)
 		}
 	}
+}
+
+// readError classifies an error from reading a request body: over its cap
+// (413), past the read deadline that the request's timeout set (408: the
+// client sent too slowly), or cut off (400).
+func readError(err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, tooLarge.Limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: the body was still arriving at the request's deadline", errBodyTimeout)
+	}
+	return jsonwire.Malformed("reading the body: %v", err)
 }
 
 // idempotencyKey returns the request's single, valid Idempotency-Key.

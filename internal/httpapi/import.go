@@ -192,15 +192,6 @@ func firstByte(br *bufio.Reader) (byte, error) {
 	}
 }
 
-// readError classifies an error from reading the body.
-func readError(err error) error {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return fmt.Errorf("%w: the limit is %d bytes", errBodyTooLarge, tooLarge.Limit)
-	}
-	return jsonwire.Malformed("reading the body: %v", err)
-}
-
 // errItemTooLarge is an import item (an NDJSON line, an array element)
 // longer than ImportItemLenMax.
 var errItemTooLarge = errors.New("import item too large")

@@ -31,6 +31,7 @@ type problemType struct {
 var (
 	errUnauthorized       = errors.New("missing or invalid bearer credentials")
 	errBodyTooLarge       = errors.New("request body too large")
+	errBodyTimeout        = errors.New("request body too slow")
 	errMissingKey         = errors.New("Idempotency-Key header is required")
 	errNotFound           = errors.New("no such resource")
 	errMethodNotAllowed   = errors.New("method not allowed on this resource")
@@ -55,6 +56,7 @@ var problemTable = [...]struct {
 	{hunt.ErrBadToken, problemType{http.StatusBadRequest, "bad_consistency_token", "Bad consistency token", false}},
 	{jsonwire.ErrMalformed, problemType{http.StatusBadRequest, "malformed_json", "Malformed JSON", false}},
 	{hunt.ErrInvalid, problemType{http.StatusBadRequest, "invalid_request", "Invalid request", false}},
+	{errBodyTimeout, problemType{http.StatusRequestTimeout, "body_timeout", "Request body too slow", false}},
 	{errBodyTooLarge, problemType{http.StatusRequestEntityTooLarge, "body_too_large", "Request body too large", false}},
 	{errItemTooLarge, problemType{http.StatusRequestEntityTooLarge, "item_too_large", "Import item too large", false}},
 	{hunt.ErrUnknownHunt, problemType{http.StatusNotFound, "unknown_hunt", "Unknown hunt", false}},
