@@ -5,8 +5,8 @@
 #
 # Starts a fresh `cairn serve` (embedded store in a temp dir, a free 127.0.0.1
 # port), creates hunt "big", imports MILLIONS × 1,000,000 hotspots from
-# scripts/gen-hotspots.py (one NDJSON request per million, timed), prints the
-# RSS after import, stops the server (SIGTERM), starts it again on the same
+# scripts/gen-hotspots.py (one NDJSON request per million, timed; and the
+# server's CPU seconds for it), prints the RSS after import, stops the server (SIGTERM), starts it again on the same
 # data and prints the time until /readyz answers 200 (polled every 20 ms), the
 # CPU seconds the server used until then, the store load time it logs, and the
 # RSS after the restart. Ends with
@@ -65,6 +65,7 @@ admin=${CAIRN_ADMIN_TOKEN:-$admin}
 curl -sf -X PUT -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
   --data '{"name":"big","claim_radius_m":50}' "$base/v1/admin/hunts/big" >/dev/null
 total=0
+cpu0=$(cpu_s)
 for ((k = 0; k < millions; k++)); do
   python3 "$here/scripts/gen-hotspots.py" 1000000 $((k * 1000000)) >"$work/part.ndjson"
   t=$(curl -sf -o "$work/import.json" -w '%{time_total}' -X POST -H "Authorization: Bearer $admin" \
@@ -72,7 +73,8 @@ for ((k = 0; k < millions; k++)); do
   echo "# import part $k: ${t} s: $(head -c 200 "$work/import.json")"
   total=$(python3 -c "print($total + $t)")
 done
-echo "hotspots=${millions}000000 import_s=$total import_per_s=$(python3 -c "print(int(${millions}e6 / $total))") rss_after_import_mib=$(rss_mib)"
+cpu1=$(cpu_s)
+echo "hotspots=${millions}000000 import_s=$total import_per_s=$(python3 -c "print(int(${millions}e6 / $total))") server_cpu_s=$(python3 -c "print(round($cpu1 - $cpu0, 2))") rss_after_import_mib=$(rss_mib)"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 echo "store_on_disk_mib=$(du -sm "$data" | cut -f1)"
 start "$work/serve-2.log" "$@"

@@ -149,12 +149,13 @@ func (t *hotspotTable) create(huntOrd uint32, id string, part geo.Partition) uin
 	if i, ok := t.find(huntOrd, id); ok {
 		return i
 	}
-	return t.add(huntOrd, id, part)
+	return t.add(huntOrd, id, part, true)
 }
 
 // add creates (hunt, id), which must be new; the caller holds mu, or is
-// Open loading the store (whose keys are unique).
-func (t *hotspotTable) add(huntOrd uint32, id string, part geo.Partition) uint32 {
+// Open loading the store (whose keys are unique). Unless index is set, find
+// will not see it until reindex.
+func (t *hotspotTable) add(huntOrd uint32, id string, part geo.Partition, index bool) uint32 {
 	i := t.n.Load()
 	if i>>chunkBits >= uint32(len(*t.chunks.Load())) {
 		cs := append(*t.chunks.Load(), new(chunk))
@@ -171,19 +172,34 @@ func (t *hotspotTable) add(huntOrd uint32, id string, part geo.Partition) uint32
 	c.hunt[k], c.part[k], c.idLen[k] = huntOrd, uint16(part), uint8(len(id))
 	c.idRef[k] = uint32(len(bs)-1)<<idBlockBits | uint32(t.used)
 	t.used += len(id)
-
+	if !index {
+		t.n.Store(i + 1)
+		return i
+	}
 	lk := *t.lookup.Load()
 	if int(i+1)*2 > len(lk) {
-		bigger := make([]atomic.Uint32, len(lk)*2)
-		for x := range i {
-			insert(bigger, spotHash(t.chunk(x).hunt[x&(chunkLen-1)], string(t.id(x))), x)
-		}
-		t.lookup.Store(&bigger)
-		lk = bigger
+		t.reindexFor(i)
+		lk = *t.lookup.Load()
 	}
 	t.n.Store(i + 1)
 	insert(lk, spotHash(huntOrd, id), i) // last: from here on find sees it
 	return i
+}
+
+// reindex rebuilds the lookup over every hotspot (Open, once loaded).
+func (t *hotspotTable) reindex() { t.reindexFor(t.n.Load()) }
+
+// reindexFor publishes a lookup of hotspots 0..n-1 with room for one more.
+func (t *hotspotTable) reindexFor(n uint32) {
+	size := 1024
+	for size < int(n+1)*2 {
+		size *= 2
+	}
+	lk := make([]atomic.Uint32, size)
+	for x := range n {
+		insert(lk, spotHash(t.chunk(x).hunt[x&(chunkLen-1)], string(t.id(x))), x)
+	}
+	t.lookup.Store(&lk)
 }
 
 func insert(lk []atomic.Uint32, h, i uint32) {

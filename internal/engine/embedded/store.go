@@ -318,6 +318,7 @@ func (e *Engine) loadDefs() error {
 	byHunt := map[uint32]*spatialLoad{}
 	t := &e.spots
 	var def hunt.Hotspot
+	var he *huntEntry
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		hid, sid, found := bytes.Cut(k[2:], []byte{0})
@@ -337,14 +338,16 @@ func (e *Engine) loadDefs() error {
 		if !found || derr != nil || int(p) >= len(e.parts) {
 			return fmt.Errorf("%w: key %q: hotspot definition does not decode (%v, partition %d)", ErrCorrupt, k, derr, p)
 		}
-		he := e.hunts.get(hunt.HuntID(hid))
+		if he == nil || string(he.id) != string(hid) { // keys come sorted: hunt by hunt
+			he = e.hunts.get(hunt.HuntID(hid))
+		}
 		if he == nil {
 			return fmt.Errorf("%w: key %q: hotspot of a hunt that does not exist", ErrCorrupt, k)
 		}
 		// Stores written before coordinates were kept at 1e-7 degree are
 		// rounded here, as Normalize rounds new imports.
 		def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
-		i := t.add(he.ord, string(sid), p) // store keys are unique
+		i := t.add(he.ord, string(sid), p, false) // store keys are unique; indexed below
 		d := t.compact(&def)
 		t.setDef(i, d)
 		sl := byHunt[he.ord]
@@ -358,6 +361,7 @@ func (e *Engine) loadDefs() error {
 	if err := it.Error(); err != nil {
 		return err
 	}
+	t.reindex()
 	for ord, sl := range byHunt {
 		e.hunts.ord(ord).spatial.bulk(sl.gh, sl.idx)
 	}
