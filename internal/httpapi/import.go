@@ -124,7 +124,7 @@ func importStream(contentType string, body io.Reader, put func([]hunt.Hotspot) e
 	}
 	add := func(index int, raw []byte) error {
 		var hs hunt.Hotspot
-		err := jsonwire.StrictUnmarshal(raw, &hs, hotspotFields, hotspotRequired)
+		err := jsonwire.DecodeHotspot(raw, &hs, hotspotFields, hotspotRequired)
 		if err == nil {
 			err = hs.Normalize()
 		}
