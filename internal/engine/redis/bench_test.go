@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,3 +150,44 @@ func benchClaims(b *testing.B, direct bool) {
 
 func BenchmarkClaimDirect(b *testing.B)   { benchClaims(b, true) }
 func BenchmarkClaimPipeline(b *testing.B) { benchClaims(b, false) }
+
+// BenchmarkClaimDirectReplicated is BenchmarkClaimDirect against a primary
+// with one replica and MinReplicas 1: every claim is a Function call and a
+// WAIT in one pipeline on one connection (no auto-pipelining across calls).
+// Compare it with BenchmarkClaimDirect of the same run:
+//
+//	go test -run '^$' -bench 'ClaimDirect' -benchtime 5s ./internal/engine/redis/
+func BenchmarkClaimDirectReplicated(b *testing.B) {
+	srv, s := benchFixture(b)
+	redistest.Start(b, redistest.ReplicaOf(srv)) // stopped by its own Cleanup
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	ctx := context.Background()
+	for {
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && strings.Contains(info, "state=online") {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the replica's link, not a wait for an event
+	}
+	n := start(b, Config{URL: srv.URL(), Partitions: 64, Direct: true, MinReplicas: 1, AllowVolatile: srv.Volatile})
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	begin := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := benchPlayer.Add(1)
+			req := claimAt("r"+strconv.FormatInt(i, 10), "k", s[i%int64(len(s))])
+			if _, err := claimRetry(ctx, n.Engine, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportRate(b, begin)
+	b.StopTimer()
+	n.Stop(b)
+}
