@@ -29,7 +29,11 @@
 # BENCH_PROFILE (a directory: the server runs with --pprof-addr; `ceiling`
 # saves a 4 s CPU profile of the claim run as cpu-ceiling.pprof, the load
 # words save the heap after two forced collections as heap-WORD.pprof and
-# print the live heap; read them with `go tool pprof -top BINARY FILE`).
+# print the live heap; read them with `go tool pprof -top BINARY FILE`),
+# BENCH_CONSOLES (N: `ceiling` runs with N ops consoles open on its hunt in
+# headless Chromium, scripts/consoles; needs chromium), BENCH_CONSOLES_NICE
+# (the browsers' niceness, default 19; 0 leaves Chromium's own),
+# BENCH_CONSOLES_MODE=http (the consoles' polls sent with curl, no browser).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,10 +42,14 @@ BENCH_TIMEOUT=${BENCH_TIMEOUT:-1800}
 STORE=${STORE:-embedded}
 REDIS_MODE=${REDIS_MODE:-direct}
 server_pid=""
+consoles_pid=""
 redis_pid=""
 store_url=$STORE
 
 cleanup() {
+  if [[ -n "$consoles_pid" ]] && kill -0 "$consoles_pid" 2>/dev/null; then
+    kill "$consoles_pid"; wait "$consoles_pid" 2>/dev/null || true
+  fi
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
   fi
@@ -279,13 +287,87 @@ PY
 }
 
 # run_ceiling: the `ceiling` word, on a server started without --demo.
+# start_consoles: BENCH_CONSOLES ops consoles (headless Chromium, scripts/consoles)
+# signed in and showing the ceiling hunt, until stop_consoles.
+start_consoles() {
+  if [[ ${BENCH_CONSOLES_MODE:-browser} == http ]]; then start_console_polls; return; fi
+  (cd "$here" && go build -o "$work/consoles" ./scripts/consoles) || return 1
+  "$work/consoles" --url "http://127.0.0.1:$port/ops/" --data "$data" --hunt ceiling \
+    --n "$BENCH_CONSOLES" --for 600s >"$work/consoles.log" 2>&1 &
+  consoles_pid=$!
+  local deadline=$((SECONDS + 120))
+  until grep -q "open on hunt" "$work/consoles.log"; do
+    if ((SECONDS > deadline)) || ! kill -0 "$consoles_pid" 2>/dev/null; then
+      echo "bench.sh: the consoles did not open; log:" >&2; cat "$work/consoles.log" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  sleep 5 # the consoles' first map (the hunt's index) and polls under way
+  renice_consoles
+  echo "# $BENCH_CONSOLES ops consoles open on hunt ceiling (scripts/consoles)," \
+    "browsers at nice ${BENCH_CONSOLES_NICE:-19}" >&2
+}
+
+# start_console_polls: BENCH_CONSOLES_MODE=http sends what BENCH_CONSOLES
+# open consoles ask the server (the page's polls, at its cadence) with curl,
+# without browsers: the server's side of the consoles alone.
+start_console_polls() {
+  local admin api="http://127.0.0.1:$port/ops/api"
+  admin=${CAIRN_ADMIN_TOKEN:-$(sed -n 's/^CAIRN_ADMIN_TOKEN=//p' "$data/secrets.env")}
+  (
+    trap 'exit 0' TERM
+    declare -A cursor
+    tick=0
+    while :; do
+      for ((c = 0; c < BENCH_CONSOLES; c++)); do
+        cursor[$c]=$(curl -s -H "Authorization: Bearer $admin" "$api/hunts/ceiling/claims?after=${cursor[$c]:-0}" |
+          python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])' 2>/dev/null || echo 0)
+        if ((tick % 4 == 0)); then
+          for q in stats?seconds=300 hunts/ceiling/leaderboard?limit=10 consistency; do
+            curl -s -o /dev/null -H "Authorization: Bearer $admin" "$api/$q"
+          done
+        fi
+        if ((tick % 6 == 0)); then
+          curl -s -o /dev/null -H "Authorization: Bearer $admin" \
+            "$api/hunts/ceiling/map?bbox=34,-20,62,40&width_px=1100&height_px=520"
+        fi
+      done
+      tick=$((tick + 1))
+      sleep 0.5
+    done
+  ) &
+  consoles_pid=$!
+  sleep 5
+  echo "# $BENCH_CONSOLES consoles' polls (curl, no browser) on hunt ceiling" >&2
+}
+
+# renice_consoles: the consoles' browsers yield the CPU to the server (they
+# stand in for operators' own machines); Chromium sets its processes'
+# niceness itself, so they are reniced once they run. BENCH_CONSOLES_NICE=0
+# leaves them as Chromium set them.
+renice_consoles() {
+  local pid tids=()
+  [[ ${BENCH_CONSOLES_NICE:-19} == 0 ]] && return 0
+  # Niceness is per thread on Linux: renice every thread of every browser process.
+  for pid in $(pgrep -f cairn-console-chromium- || true); do
+    tids+=($(ls "/proc/$pid/task" 2>/dev/null || true))
+  done
+  if ((${#tids[@]})); then renice -n "${BENCH_CONSOLES_NICE:-19}" -p "${tids[@]}" >/dev/null 2>&1 || true; fi
+}
+
+stop_consoles() {
+  if [[ -n "$consoles_pid" ]]; then kill "$consoles_pid"; wait "$consoles_pid" 2>/dev/null || true; consoles_pid=""; fi
+}
+
 run_ceiling() {
   local base="http://127.0.0.1:$port" d=${CEILING_DURATION:-10s} rc=0
   ceiling_setup || return 1
+  if [[ ${BENCH_CONSOLES:-0} -gt 0 ]]; then start_consoles || return 1; fi
   echo "# wrk -t1 -c64 -d$d --latency $base/healthz" >&2
   wrk -t1 -c64 -d"$d" --latency "$base/healthz" >"$work/ceiling-healthz.txt" || return 1
   cat "$work/ceiling-healthz.txt"
   curl -sf "$base/metrics" >"$work/ceiling-metrics-0.txt" || return 1
+  if [[ -n "$consoles_pid" ]]; then renice_consoles; fi
   echo "# TOKENS=ceiling-tokens.txt HOTSPOTS=ceiling-hotspots.txt wrk -t1 -c64 -d$d --latency -s scripts/ceiling.lua $base/" >&2
   HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
     wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
@@ -299,6 +381,7 @@ run_ceiling() {
     echo "# CPU profile of the claim run: $BENCH_PROFILE/cpu-ceiling.pprof" >&2
   fi
   wait "$wrk_pid" || return 1
+  stop_consoles
   # CPU per claim of the server and of Redis: robust to a busy machine, where rates are not.
   echo "cpu ticks: server $(( $(cpu_ticks "$server_pid") - server_t0 ))" \
     "redis $([[ -n "$redis_t0" ]] && echo $(( $(cpu_ticks "$redis_pid") - redis_t0 )) || echo -)" \

@@ -82,6 +82,10 @@ func (r *ring) since(after uint64, fn func(*claim)) (next uint64, lost bool) {
 	return r.next - 1, lost
 }
 
+// firstReadLen is how many of the ring's newest claims a first read (no
+// cursor) looks through: the ring is read under the lock the sink takes.
+const firstReadLen = 4096
+
 // wireClaim is a claim in a /claims answer.
 type wireClaim struct {
 	At          time.Time `json:"at"`
@@ -110,6 +114,10 @@ func (o *Ops) serveClaims(w http.ResponseWriter, r *http.Request) error {
 			return invalid("after must be a cursor from a previous answer (a non-negative integer)")
 		}
 	}
+	first := after == 0
+	if n := o.ring.newest(); first && n > firstReadLen {
+		after = n - firstReadLen // a first read looks at the latest claims only, not the whole ring
+	}
 	// The newest ClaimsPageMax: a circular buffer, put in order at the end.
 	out := make([]wireClaim, 0, 64)
 	n := 0
@@ -130,6 +138,7 @@ func (o *Ops) serveClaims(w http.ResponseWriter, r *http.Request) error {
 		k := n % ClaimsPageMax
 		out = slices.Concat(out[k:], out[:k])
 	}
+	lost = lost && !first
 	return writeJSON(w, struct {
 		Cursor uint64      `json:"cursor"`
 		Lost   bool        `json:"lost"`

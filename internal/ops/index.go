@@ -48,6 +48,7 @@ type index struct {
 	levels  []level // finest first
 	total   agg
 	stale   bool // grants were lost from the ring: rebuild on the next request
+	scratch []string
 	scanned int64
 }
 
@@ -176,15 +177,24 @@ func coarsen(cells map[uint64]agg, by uint) map[uint64]agg {
 }
 
 // apply takes the grants the ring recorded since the index's cursor off its
-// cells' tickets left. Called with idx.mu held.
+// cells' tickets left. It copies their geohashes out of the ring first, so
+// the ring's lock, which the engine's sink takes, is held only for the copy.
+// Called with idx.mu held.
 func (o *Ops) apply(idx *index) {
+	hashes := idx.scratch[:0]
 	next, lost := o.ring.since(idx.cursor, func(c *claim) {
-		if c.huntID != idx.huntID || c.outcome != hunt.Granted || len(c.geohash) == 0 {
-			return
+		if c.huntID == idx.huntID && c.outcome == hunt.Granted && len(c.geohash) > 0 {
+			hashes = append(hashes, c.geohash)
 		}
-		v, bits := geohash.ConvertStringToInt(c.geohash)
+	})
+	idx.cursor = next
+	if lost {
+		idx.stale = true
+	}
+	for _, h := range hashes {
+		v, bits := geohash.ConvertStringToInt(h)
 		if bits < indexBitsMax {
-			return
+			continue
 		}
 		v >>= bits - indexBitsMax
 		idx.total.left = max(0, idx.total.left-1)
@@ -199,9 +209,7 @@ func (o *Ops) apply(idx *index) {
 				l.cells[k] = a
 			}
 		}
-	})
-	idx.cursor = next
-	if lost {
-		idx.stale = true
 	}
+	clear(hashes)
+	idx.scratch = hashes[:0]
 }

@@ -72,7 +72,7 @@ $("hunt").addEventListener("change", (e) => pickHunt(e.target.value));
 
 function pickHunt(id) {
   state.hunt = id;
-  state.view = null; state.map = null; state.cursor = 0; state.primed = false; state.flashes = [];
+  state.view = null; state.map = null; state.mapVersion++; state.cursor = 0; state.primed = false; state.flashes = [];
   $("feed").replaceChildren();
   const h = state.hunts.find((x) => x.id === id);
   $("hunt-times").textContent = h ? huntTimes(h) : "";
@@ -135,7 +135,9 @@ async function loadMap(rebuild) {
     const ans = await api("/ops/api/hunts/" + encodeURIComponent(state.hunt) + "/map?" + q);
     if (seq !== state.mapSeq) return;
     if (ans.building) { $("map-mode").textContent = "indexing the hunt…"; setTimeout(loadMap, 500); return; }
+    if (ans.mode === "points") ans.byId = new Map(ans.points.map((p) => [p.id, p]));
     state.map = ans;
+    state.mapVersion++;
     const drawn = ans.mode === "points" ? ans.points.length : ans.in_view;
     $("drawn-count").textContent = drawn;
     $("map-mode").textContent = ans.mode === "points"
@@ -157,10 +159,34 @@ function niceStep(span) {
   return 10 * p;
 }
 
+// The map is two layers: the base (graticule, cells or hotspots), drawn
+// into an offscreen canvas only when the view or the data change, and the
+// flashes, drawn over a copy of it on every animation frame.
+let base = { canvas: document.createElement("canvas"), key: "" };
+state.mapVersion = 0;
+
 function drawMap() {
   const { ctx, w, h } = fitCanvas(canvas);
+  if (!state.view) { ctx.fillStyle = "#0b1016"; ctx.fillRect(0, 0, w, h); return; }
+  const v = state.view;
+  const key = [v.lon, v.lat, v.k, canvas.width, canvas.height, state.mapVersion].join();
+  if (base.key !== key) {
+    base.canvas.width = canvas.width; base.canvas.height = canvas.height;
+    const bctx = base.canvas.getContext("2d");
+    const dpr = window.devicePixelRatio || 1;
+    bctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    drawBase(bctx, w, h);
+    base.key = key;
+  }
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.drawImage(base.canvas, 0, 0);
+  const dpr = window.devicePixelRatio || 1;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  drawFlashes(ctx);
+}
+
+function drawBase(ctx, w, h) {
   ctx.fillStyle = "#0b1016"; ctx.fillRect(0, 0, w, h);
-  if (!state.view) return;
   const b = viewBox();
   // a graticule for orientation, labelled in degrees
   ctx.strokeStyle = "#1c2733"; ctx.fillStyle = "#4a5866"; ctx.lineWidth = 1; ctx.font = "10px system-ui, sans-serif";
@@ -194,7 +220,10 @@ function drawMap() {
       ctx.fillStyle = colourOf(p.tickets_left, p.tickets); ctx.fill();
     }
   }
-  // claims flash for 1.5 s where they were made
+}
+
+// drawFlashes: claims flash for 1.5 s where they were made.
+function drawFlashes(ctx) {
   const now = performance.now();
   state.flashes = state.flashes.filter((f) => now - f.t < 1500);
   for (const f of state.flashes) {
@@ -203,7 +232,16 @@ function drawMap() {
     ctx.strokeStyle = f.outcome === "granted" ? "rgba(255,255,255," + (1 - a) + ")" : "rgba(255,112,112," + (1 - a) + ")";
     ctx.lineWidth = 2; ctx.stroke();
   }
-  if (state.flashes.length) requestAnimationFrame(drawMap);
+  if (state.flashes.length) animate();
+}
+
+// animate redraws the map for the flashes at most 4 times a second: a
+// busy hunt flashes all the time, and the page should not spin a core.
+let animating = false;
+function animate() {
+  if (animating) return;
+  animating = true;
+  setTimeout(() => { animating = false; drawMap(); }, 250);
 }
 
 canvas.addEventListener("wheel", (e) => {
@@ -252,29 +290,31 @@ async function pollClaims() {
   if (!ans.claims.length) return;
   const feed = $("feed"), now = performance.now();
   const items = [];
-  for (const c of ans.claims) {
-    const li = document.createElement("li");
-    li.dataset.hotspot = c.hotspot;
-    li.dataset.outcome = c.outcome;
-    const t = new Date(c.at).toISOString().slice(11, 23);
-    const o = document.createElement("span"); o.className = "o-" + c.outcome; o.textContent = c.outcome;
-    li.append(t + " " + c.player + " @ " + c.hotspot + " ", o, " left " + c.tickets_left);
-    if (!first) li.className = "new";
-    items.unshift(li);
+  const byId = state.map && state.map.mode === "points" ? state.map.byId : null;
+  ans.claims.forEach((c, i) => {
+    if (i >= ans.claims.length - 60) { // the newest 60 are listed
+      const li = document.createElement("li");
+      li.dataset.hotspot = c.hotspot;
+      li.dataset.outcome = c.outcome;
+      const t = new Date(c.at).toISOString().slice(11, 23);
+      const o = document.createElement("span"); o.className = "o-" + c.outcome; o.textContent = c.outcome;
+      li.append(t + " " + c.player + " @ " + c.hotspot + " ", o, " left " + c.tickets_left);
+      if (!first) li.className = "new";
+      items.unshift(li);
+    }
     if (!first) {
+      if (state.flashes.length >= 200) state.flashes.shift(); // the newest 200 flash
       state.flashes.push({ lat: c.lat, lon: c.lon, t: now, outcome: c.outcome });
       canvas.dataset.flashes = String(Number(canvas.dataset.flashes) + 1);
       canvas.dataset.lastFlash = c.hotspot;
     }
-    if (state.map && state.map.mode === "points") {
-      const p = state.map.points.find((x) => x.id === c.hotspot);
-      if (p) p.tickets_left = c.tickets_left;
-    }
-  }
-  feed.prepend(...items.slice(0, 60));
+    const p = byId && byId.get(c.hotspot);
+    if (p && p.tickets_left !== c.tickets_left) { p.tickets_left = c.tickets_left; state.mapVersion++; }
+  });
+  feed.prepend(...items);
   while (feed.children.length > 60) feed.lastChild.remove();
   setTimeout(() => items.forEach((li) => li.classList.remove("new")), 1500);
-  if (!first) requestAnimationFrame(drawMap);
+  if (!first) animate();
 }
 
 // ---- charts ----
