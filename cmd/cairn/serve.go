@@ -47,6 +47,9 @@ type serveFlags struct {
 	ipBurst        int
 	trustedProxies prefixList
 	adminAddr      string
+	// Player token rules (httpapi.Config).
+	tokenIssuer, tokenAudience string
+	tokenTTLMax                time.Duration
 	// The live feed's bounds (httpapi.Config).
 	feedPerPlayer, feedPerAddress int
 	feedRetain                    time.Duration
@@ -86,8 +89,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.feedPerAddress, "feed-streams-per-address", httpapi.StreamsPerAddressMaxDefault, "live feed: open SSE streams per client address, IPv6 per /64 (beyond: 429)")
 	fs.DurationVar(&f.feedRetain, "feed-retain", httpapi.FeedRetainDefault, "live feed: how long a hunt's recent frames are kept after its last stream closes, for Last-Event-ID")
 	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve /v1/admin/*, /metrics and /v1/consistency (and the probes) on this address only, not on --addr; empty = together")
+	fs.StringVar(&f.tokenIssuer, "token-issuer", envOr("CAIRN_TOKEN_ISSUER", ""), "player tokens must carry this iss (empty: any) (env CAIRN_TOKEN_ISSUER)")
+	fs.StringVar(&f.tokenAudience, "token-audience", envOr("CAIRN_TOKEN_AUDIENCE", ""), "player tokens must carry this aud (empty: any) (env CAIRN_TOKEN_AUDIENCE)")
+	fs.DurationVar(&f.tokenTTLMax, "token-max-ttl", httpapi.TokenTTLMaxDefault, "refuse a player token whose lifetime (exp - iat) is longer")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if f.tokenTTLMax <= 0 {
+		return fmt.Errorf("--token-max-ttl %v: want a positive duration", f.tokenTTLMax)
 	}
 	if f.idemWindow < time.Second {
 		return fmt.Errorf("--idempotency-window %v: want at least 1s", f.idemWindow)
@@ -153,7 +162,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Secret: secret, AdminToken: adminToken, PlayerLimiter: playerLimiter,
 			ClaimRate: claimRate, ClaimBurst: f.claimBurst, IPRate: f.ipRate, IPBurst: f.ipBurst,
 			TrustedProxies: f.trustedProxies,
-			ReadRate:       readRate, ReadBurst: f.readBurst,
+			Issuer:         f.tokenIssuer, Audience: f.tokenAudience, TokenTTLMax: f.tokenTTLMax,
+			ReadRate: readRate, ReadBurst: f.readBurst,
 			StreamsPerPlayerMax: f.feedPerPlayer, StreamsPerAddressMax: f.feedPerAddress, FeedRetain: f.feedRetain,
 		},
 		Addr: f.addr, AdminAddr: f.adminAddr,

@@ -39,7 +39,14 @@ type authenticator struct {
 	keyfunc   jwt.Keyfunc
 	adminHash [sha256.Size]byte
 	clock     func() time.Time
+	ttlMax    time.Duration // 0: no bound
 	cache     tokenCache
+}
+
+// withTTLMax sets the longest token lifetime a accepts (0: any).
+func (a *authenticator) withTTLMax(d time.Duration) *authenticator {
+	a.ttlMax = d
+	return a
 }
 
 // tokenCache remembers tokens that verified, keyed by the whole token string
@@ -171,7 +178,17 @@ func (a *authenticator) player(r *http.Request) (hunt.PlayerID, error) {
 	if !hunt.ValidID(claims.Subject) {
 		return "", &authError{reason: "invalid token: sub must be a player id of 1-128 characters of letters, digits, '.', '_', ':' or '-'", invalid: true}
 	}
-	// The parser required exp, so ExpiresAt is set.
+	// The parser required exp, so ExpiresAt is set. A token checked once
+	// enters the cache, so the lifetime is checked once per token.
+	if a.ttlMax > 0 {
+		from := a.clock()
+		if claims.IssuedAt != nil {
+			from = claims.IssuedAt.Time
+		}
+		if life := claims.ExpiresAt.Sub(from); life > a.ttlMax {
+			return "", &authError{reason: fmt.Sprintf("invalid token: its lifetime (exp - iat) is %v, longer than the server's maximum %v", life.Round(time.Second), a.ttlMax), invalid: true}
+		}
+	}
 	a.cache.put(tok, cachedToken{player: hunt.PlayerID(claims.Subject), exp: claims.ExpiresAt.Time})
 	return hunt.PlayerID(claims.Subject), nil
 }

@@ -44,10 +44,14 @@ const (
 	StreamsPerAddressMaxDefault = 64
 	// FeedRetainDefault: how long a hunt's ring of frames outlives its
 	// last subscriber, so a client that reconnects within it misses nothing.
-	FeedRetainDefault       = 2 * time.Minute
-	HeartbeatEveryDefault   = 15 * time.Second
-	RegionLenMaxDefault     = geo.PrefixLenDefault
-	ImportItemLenMax        = 64 << 10 // one import item: an NDJSON line or an array element
+	FeedRetainDefault     = 2 * time.Minute
+	HeartbeatEveryDefault = 15 * time.Second
+	RegionLenMaxDefault   = geo.PrefixLenDefault
+	ImportItemLenMax      = 64 << 10 // one import item: an NDJSON line or an array element
+	// TokenTTLMaxDefault: the longest lifetime (exp - iat) of an accepted
+	// player token. A stolen token is good until it expires (or is revoked),
+	// so a 100-year token is refused; a month covers a long hunt.
+	TokenTTLMaxDefault      = 30 * 24 * time.Hour
 	LeaderboardLimitMax     = 1000
 	LeaderboardLimitDefault = 10
 	LeaderboardOffsetMax    = 10_000_000
@@ -82,6 +86,9 @@ type Config struct {
 	AdminToken string
 	// Issuer and Audience, when set, must be the tokens' iss and (one of) aud.
 	Issuer, Audience string
+	// TokenTTLMax refuses a player token whose lifetime (exp - iat; without
+	// iat, exp - now) is longer (default TokenTTLMaxDefault).
+	TokenTTLMax time.Duration
 	// BodyLenMax bounds JSON bodies; default 1 MiB.
 	BodyLenMax int64
 	// ImportBodyLenMax bounds the streamed hotspot import; default 256 MiB.
@@ -158,6 +165,7 @@ func (c *Config) Validate() error {
 	c.ImportBodyLenMax = cmp.Or(c.ImportBodyLenMax, ImportBodyLenMaxDefault)
 	c.ImportTimeout = cmp.Or(c.ImportTimeout, ImportTimeoutDefault)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
+	c.TokenTTLMax = cmp.Or(c.TokenTTLMax, TokenTTLMaxDefault)
 	c.AfterWaitMax = cmp.Or(c.AfterWaitMax, AfterWaitMaxDefault)
 	c.SubscribersMax = cmp.Or(c.SubscribersMax, SubscribersMaxDefault)
 	c.SubscriberLagMax = cmp.Or(c.SubscriberLagMax, SubscriberLagMaxDefault)
@@ -189,6 +197,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Board == nil {
 		errs = append(errs, errors.New("httpapi: Board is required"))
+	}
+	if c.TokenTTLMax < 0 {
+		errs = append(errs, fmt.Errorf("httpapi: TokenTTLMax %v: want a positive duration", c.TokenTTLMax))
 	}
 	if len(c.Secret) < SecretLenMin {
 		errs = append(errs, fmt.Errorf("httpapi: Secret is %d bytes; want at least %d", len(c.Secret), SecretLenMin))
@@ -271,7 +282,7 @@ func New(cfg Config) (*Server, error) {
 		eng:   cfg.Engine,
 		board: cfg.Board,
 		log:   cfg.Logger,
-		auth:  newAuthenticator(cfg.Secret, cfg.AdminToken, cfg.Issuer, cfg.Audience, cfg.Clock),
+		auth:  newAuthenticator(cfg.Secret, cfg.AdminToken, cfg.Issuer, cfg.Audience, cfg.Clock).withTTLMax(cfg.TokenTTLMax),
 		feed: newHub(hubConfig{subscribersMax: cfg.SubscribersMax, lagMax: cfg.SubscriberLagMax,
 			perPlayerMax: cfg.StreamsPerPlayerMax, perAddrMax: cfg.StreamsPerAddressMax,
 			retain: cfg.FeedRetain, now: cfg.Clock, secret: cfg.Secret}),

@@ -215,3 +215,41 @@ func TestTokenCache(t *testing.T) {
 		t.Fatalf("token cache holds %d entries; the bound is %d", total, tokenCacheLenMax)
 	}
 }
+
+// TestTokenRulesHTTP: a client's token is refused (401) when it lives
+// longer than TokenTTLMax, or lacks the configured issuer or audience; one
+// within the rules is served.
+func TestTokenRulesHTTP(t *testing.T) {
+	e := newEnv(t, envOption{api: func(c *Config) { c.Issuer, c.Audience, c.TokenTTLMax = "cairn-test", "players", 30*24*time.Hour }})
+	now := time.Now()
+	mint := func(ttl time.Duration, iss, aud string) string {
+		tok, err := MintTokenFor([]byte(testSecret), "alice", ttl, now, iss, aud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct {
+		name string
+		tok  string
+		want int
+	}{
+		{"30 days, iss and aud", mint(30*24*time.Hour, "cairn-test", "players"), http.StatusOK},
+		{"1 hour, iss and aud", mint(time.Hour, "cairn-test", "players"), http.StatusOK},
+		{"31 days", mint(31*24*time.Hour, "cairn-test", "players"), http.StatusUnauthorized},
+		{"100 years", mint(100*365*24*time.Hour, "cairn-test", "players"), http.StatusUnauthorized},
+		{"no iss", mint(time.Hour, "", "players"), http.StatusUnauthorized},
+		{"wrong aud", mint(time.Hour, "cairn-test", "admins"), http.StatusUnauthorized},
+	} {
+		r := e.do(req{method: "GET", path: "/v1/wallet", auth: c.tok})
+		if r.status != c.want {
+			t.Errorf("GET /v1/wallet with a token (%s) = %v; want %d", c.name, r, c.want)
+		}
+		if c.want == http.StatusUnauthorized {
+			checkProblem(t, c.name, r, http.StatusUnauthorized, "unauthorized")
+		}
+	}
+	if r := e.do(req{method: "GET", path: "/v1/wallet", auth: mint(100*365*24*time.Hour, "cairn-test", "players")}); !strings.Contains(string(r.body), "lifetime") {
+		t.Errorf("a 100-year token's refusal = %v; want the detail to name its lifetime", r)
+	}
+}
