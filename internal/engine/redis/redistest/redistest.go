@@ -1,7 +1,9 @@
 // Package redistest runs throwaway redis-server processes for tests: each on
 // a free 127.0.0.1 port with its own data directory, durable by default
 // (appendonly yes, appendfsync always, no RDB snapshots), killable with
-// SIGKILL and restartable on the same port and directory.
+// SIGKILL and restartable on the same port and directory. StartCluster runs
+// a Redis Cluster of such servers (primaries with one replica each) and
+// ReplicaOf a plain replica.
 //
 // The machine's own Redis (6379) is never used. When the redis-server binary
 // is missing, Start skips the test, except under CI=true where it fails.
@@ -34,6 +36,7 @@ type Server struct {
 	Dir      string
 	Volatile bool
 	primary  string // host:port this server replicates, "" for a primary
+	extra    []string
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
@@ -76,11 +79,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("redistest: free port: %v", err)
+	if s.Port == 0 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("redistest: free port: %v", err)
+		}
+		s.Port = port
 	}
-	s.Port = port
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +108,7 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir, "--save", "",
 		"--daemonize", "no", "--protected-mode", "no", "--logfile", filepath.Join(s.Dir, "redis.log"),
 	}, aof...)
+	args = append(args, s.extra...)
 	if host, port, ok := strings.Cut(s.primary, ":"); ok {
 		args = append(args, "--replicaof", host, port)
 	}
