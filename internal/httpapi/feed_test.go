@@ -384,3 +384,21 @@ func TestHubQueueFull(t *testing.T) {
 	}
 	h.unsubscribe(other)
 }
+
+// FuzzLastEventID: the Last-Event-ID parser never panics, and what it
+// accepts prints back to an id that parses to the same position.
+func FuzzLastEventID(f *testing.F) {
+	for _, s := range []string{"4611686018427387904-42", "0-0", "1-18446744073709551615", "17.4242", "-", "-1", "1-", "1--2", "+1-2", " 1-2", "18446744073709551616-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := parsePosition(s)
+		if !ok {
+			return
+		}
+		again, ok := parsePosition(string(appendPosition(nil, p.gen, p.pos)))
+		if !ok || again != p {
+			t.Fatalf("parsePosition(%q) = %v, then %v, %v after printing; want the same position", s, p, again, ok)
+		}
+	})
+}
