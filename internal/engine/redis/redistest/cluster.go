@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -39,7 +40,10 @@ func StartCluster(t testing.TB, primaries int, nodeTimeout time.Duration) *Clust
 	cli := filepath.Join(filepath.Dir(bin), "redis-cli")
 	if _, err := exec.LookPath(cli); err != nil {
 		if cli, err = exec.LookPath("redis-cli"); err != nil {
-			t.Fatalf("redistest: redis-cli not found next to %s or on $PATH", bin)
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("redistest: redis-cli not found next to %s or on $PATH and CI=true; install redis-tools", bin)
+			}
+			t.Skipf("redistest: redis-cli not found next to %s or on $PATH (install redis-tools); skipping", bin)
 		}
 	}
 	c := &Cluster{t: t, NodeTimeout: nodeTimeout}
