@@ -39,7 +39,7 @@ func waitRole(t *testing.T, s *Server, role string) {
 // primary frozen (SIGSTOP) past the node timeout is replaced too and, once
 // resumed, rejoins as a replica; the cluster is ok again after each.
 func TestClusterFailover(t *testing.T) {
-	c := StartCluster(t, 3, 500*time.Millisecond)
+	c := StartCluster(t, 3, 1500*time.Millisecond) // long enough that a starved CI machine does not fail over on its own
 	var primaries []*Server
 	for _, s := range c.Servers {
 		if s.Port > clusterPortMax {
