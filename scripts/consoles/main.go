@@ -19,8 +19,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cairnhq/cairn/internal/ops/opsbrowser"
@@ -58,7 +60,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *hold+2*time.Minute)
+	// SIGTERM (bench.sh stopping it) or SIGINT closes the browsers and removes their profiles.
+	sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, *hold+2*time.Minute)
 	defer cancel()
 	var cs []*opsbrowser.Console
 	defer func() {
@@ -82,6 +87,8 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "consoles: %d open on hunt %s for %v\n", *n, *huntID, *hold)
 	select {
 	case <-time.After(*hold):
+	case <-sctx.Done():
+		return nil // asked to stop: the deferred Close ends the browsers
 	case <-ctx.Done():
 		return ctx.Err()
 	}
