@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -136,6 +137,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	reg := prometheus.NewRegistry()
 	metrics := telemetry.New(reg)
+	// Tracing is on when the standard OTEL_EXPORTER_OTLP_* variables name a collector.
+	tp, stopTracing, err := telemetry.TracerProvider(ctx, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}()
+	if tp != nil {
+		log.Info("tracing on: spans exported by OTLP/HTTP", "endpoint", cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")),
+			"sampler", cmp.Or(os.Getenv("OTEL_TRACES_SAMPLER"), "parentbased_always_on"), "sampler_arg", os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	}
 	eng, err := openEngine(ctx, f, log, metrics)
 	if err != nil {
 		return err
@@ -165,6 +182,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Issuer:         f.tokenIssuer, Audience: f.tokenAudience, TokenTTLMax: f.tokenTTLMax,
 			ReadRate: readRate, ReadBurst: f.readBurst,
 			StreamsPerPlayerMax: f.feedPerPlayer, StreamsPerAddressMax: f.feedPerAddress, FeedRetain: f.feedRetain,
+			TracerProvider: tp,
 		},
 		Addr: f.addr, AdminAddr: f.adminAddr,
 		Started: func(ctx context.Context) error {

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
 )
@@ -48,6 +50,16 @@ const (
 // replay; sinks dedupe by Seq (a watermark).
 type Sink interface {
 	Committed(p geo.Partition, batch []hunt.Event)
+}
+
+// TracedSink is a Sink that takes part in tracing: a batch that holds
+// sampled requests is delivered through CommittedTraced instead of
+// Committed, with the spans of those requests (the sink records its own work
+// on the batch as a child span of each; see telemetry.ChildAt). The same
+// rules as Committed apply; spans is the caller's: copy it to keep it.
+type TracedSink interface {
+	Sink
+	CommittedTraced(p geo.Partition, batch []hunt.Event, spans []trace.Span)
 }
 
 // Status is one component's view for /v1/consistency.

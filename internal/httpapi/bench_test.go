@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/cairnhq/cairn/internal/hunt"
 	"github.com/cairnhq/cairn/internal/jsonwire"
@@ -30,8 +34,41 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 // engine batches them as it would under load. Each iteration builds its
 // request (a few allocations of its own); every (player, hotspot) pair is
 // claimed once, so every claim is a grant.
-func BenchmarkClaimHandler(b *testing.B) {
-	e := newEnv(b, envOption{})
+func BenchmarkClaimHandler(b *testing.B) { benchClaims(b, envOption{}) }
+
+// BenchmarkClaimHandlerTracing is BenchmarkClaimHandler with tracing off
+// (no provider: the handlers are not even wrapped), on with nothing sampled,
+// on with 1 % sampled (parent-based trace-id ratio, as
+// OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01
+// sets it) and on with every claim sampled; spans go to a discarding
+// exporter through the SDK's batch processor, as OTLP's would. Compare the
+// allocs/op of "off" with BenchmarkClaimHandler before tracing existed:
+// tracing off must add none.
+func BenchmarkClaimHandlerTracing(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		sampler sdktrace.Sampler // nil: tracing off
+	}{
+		{"off", nil},
+		{"sampled=0", sdktrace.NeverSample()},
+		{"sampled=1%", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))},
+		{"sampled=100%", sdktrace.AlwaysSample()},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var opt envOption
+			if c.sampler != nil {
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(c.sampler),
+					sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+				opt.api = func(cfg *Config) { cfg.TracerProvider = tp }
+			}
+			benchClaims(b, opt)
+		})
+	}
+}
+
+func benchClaims(b *testing.B, opt envOption) {
+	e := newEnv(b, opt)
 	const players = 1000
 	spots := b.N/players + 1
 	e.putHunt("h1", `{"name":"Bench","claim_radius_m":100,"max_speed_mps":0}`)

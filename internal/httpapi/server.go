@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/cairnhq/cairn/internal/engine"
@@ -124,6 +125,9 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// Registry is served at /metrics; nil answers 404 there.
 	Registry *prometheus.Registry
+	// TracerProvider, if set, traces every request (a server span per route,
+	// continuing an incoming traceparent; see trace.go); nil: tracing off.
+	TracerProvider trace.TracerProvider
 	// Audit, if set, answers GET /v1/admin/audit: 200 with the report when ok,
 	// 409 invariant_violated with the report as the `report` member otherwise.
 	Audit func(ctx context.Context) (report any, ok bool, err error)
@@ -266,6 +270,8 @@ type Server struct {
 	feedGaps                                                   prometheus.Counter
 	// errorCount: cairn_http_errors_total by status (errorCounters).
 	errorCount map[int]prometheus.Counter
+	// tracer is nil when tracing is off (Config.TracerProvider unset).
+	tracer trace.Tracer
 
 	// bufs recycles request and answer buffers of the claim and spend paths.
 	bufs sync.Pool
@@ -301,6 +307,7 @@ func New(cfg Config) (*Server, error) {
 		repeatedMovement: m.RepeatedRefusals.WithLabelValues(hunt.ImplausibleMovement.String()),
 		limitErrLog:      rate.Sometimes{Interval: 10 * time.Second},
 		errorCount:       errorCounters(m.HTTPErrors),
+		tracer:           telemetry.Tracer(cfg.TracerProvider),
 	}
 	if err := s.newLimiters(); err != nil {
 		return nil, err
@@ -431,6 +438,9 @@ func (s *Server) routes(keep func(path string) bool) http.Handler {
 		h := rt.h
 		if !rt.long {
 			h = s.withDeadline(s.cfg.RequestTimeout, h)
+		}
+		if s.tracer != nil {
+			h = s.traced(rt.method, rt.path, h)
 		}
 		mux.HandleFunc(rt.method+" "+rt.path, h)
 		allowed[rt.path] = append(allowed[rt.path], rt.method)

@@ -4,8 +4,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
 // grant is what the projection keeps of one granted claim.
@@ -27,6 +31,21 @@ type item struct {
 	lastAt      time.Time // the newest event's commit time
 	events      int
 	grants      []grant
+	// spans of the batch's sampled requests (usually none) and when the
+	// batch was delivered: the start of their "projection.apply" spans.
+	spans     []trace.Span
+	delivered time.Time
+}
+
+// traceApplied records "projection.apply" under each sampled request of it.
+func traceApplied(it *item) {
+	end := time.Now()
+	for _, sp := range it.spans {
+		telemetry.ChildAt(sp, "projection.apply", it.delivered, end,
+			attribute.Int("cairn.partition", int(it.part)),
+			attribute.Int("cairn.batch.events", it.events))
+	}
+	it.spans = nil
 }
 
 // inbox is the bounded FIFO between the engine's partition writers and the

@@ -113,6 +113,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/geo"
@@ -268,6 +269,17 @@ func New(opts Options) (*Projection, error) {
 // of range or seqs not strictly increasing within the batch: both are wiring
 // or engine bugs that would corrupt the watermarks.
 func (p *Projection) Committed(part geo.Partition, batch []hunt.Event) {
+	p.committed(part, batch, nil)
+}
+
+// CommittedTraced is Committed for a batch holding sampled requests
+// (engine.TracedSink): once the batch is applied, a "projection.apply" span
+// from its delivery to its application is recorded under each of spans.
+func (p *Projection) CommittedTraced(part geo.Partition, batch []hunt.Event, spans []trace.Span) {
+	p.committed(part, batch, slices.Clone(spans))
+}
+
+func (p *Projection) committed(part geo.Partition, batch []hunt.Event, spans []trace.Span) {
 	if len(batch) == 0 {
 		return
 	}
@@ -293,6 +305,9 @@ func (p *Projection) Committed(part geo.Partition, batch []hunt.Event) {
 		firstAt: batch[0].At,
 		lastAt:  batch[len(batch)-1].At,
 		events:  len(batch),
+	}
+	if len(spans) > 0 {
+		it.spans, it.delivered = spans, time.Now()
 	}
 	if granted > 0 {
 		it.grants = make([]grant, 0, granted)
@@ -371,6 +386,11 @@ func (p *Projection) apply(items []item) bool {
 		}
 		p.advanceLocked(it.part, it.last, it.lastAt)
 		p.stale.Observe(now.Sub(it.lastAt).Seconds())
+	}
+	for i := range items {
+		if it := &items[i]; len(it.spans) > 0 {
+			traceApplied(it)
+		}
 	}
 	// Waiters woken above take the read lock, so they see the flushed set.
 	p.flushLocked()

@@ -1,5 +1,5 @@
 // Package telemetry builds Cairn's Prometheus metrics and OpenTelemetry
-// tracer. Constructors take their registerer; nothing uses the global default
+// tracer provider (trace.go says what is traced and what it costs). Constructors take their registerer; nothing uses the global default
 // registry. Label children used on the hot path are resolved once here, so a
 // claim never formats a label or looks one up.
 package telemetry
@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/cairnhq/cairn/internal/hunt"
 )
@@ -190,11 +189,11 @@ func PartitionGauges(v *prometheus.GaugeVec, partitions int) []prometheus.Gauge 
 	return out
 }
 
-// Tracer returns the tracer Cairn's hops use. Tracing is off (a no-op
-// provider) unless cmd/ installs an exporter.
+// Tracer returns the tracer of Cairn's HTTP layer, or nil when tp is nil
+// (tracing off: the HTTP layer then starts no span at all).
 func Tracer(tp trace.TracerProvider) trace.Tracer {
 	if tp == nil {
-		tp = noop.NewTracerProvider()
+		return nil
 	}
-	return tp.Tracer("github.com/cairnhq/cairn")
+	return tp.Tracer(TracerName)
 }

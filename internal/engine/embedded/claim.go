@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
 // Claim decides a claim and returns once its event is durable (see engine.Engine).
@@ -48,6 +49,9 @@ func (e *Engine) Spend(ctx context.Context, req *hunt.SpendRequest) (hunt.SpendR
 
 // submit applies the idempotency rules, then offers r to p and waits for its decision.
 func (e *Engine) submit(ctx context.Context, p *partition, r *request, fp uint64, kind hunt.EventKind) (hunt.Event, bool, error) {
+	if ctx, r.span = telemetry.StartChild(ctx, "engine.submit"); r.span != nil {
+		defer r.span.End()
+	}
 	fresh := &entry{fp: fp, kind: kind, done: make(chan struct{})}
 	en, found, err := e.idem.reserve(r.key, fresh, e.now())
 	if err != nil {

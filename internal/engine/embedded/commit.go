@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/hunt"
@@ -26,6 +27,8 @@ type pending struct {
 	// err is set when the batch was refused before anything was decided
 	// (engine failed, disk low): nothing to write, every request gets err.
 	err error
+	// traced holds the spans of the batch's sampled requests (trace.go); usually empty.
+	traced []trace.Span
 
 	key, val, lkey, ikey, ival []byte // encoding scratch
 }
@@ -64,6 +67,8 @@ func (pd *pending) reset() {
 	pd.reqs = pd.reqs[:0]
 	pd.err = nil
 	pd.importNo = 0
+	clear(pd.traced)
+	pd.traced = pd.traced[:0]
 }
 
 // committer makes the pendings of every partition durable together: it takes
@@ -234,6 +239,10 @@ func (c *committer) settle() {
 				continue
 			}
 			pd.p.publish(pd)
+			if len(pd.traced) > 0 {
+				c.traceCommitted(g, pd)
+				continue
+			}
 			for _, s := range c.sinks {
 				s.Committed(pd.p.id, pd.events)
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/geo"
@@ -36,6 +37,10 @@ type request struct {
 	// decision: what publish makes visible once the claim is durable (the
 	// writer may have decided later batches meanwhile).
 	granted uint32
+	// span is the caller's engine span when its trace is sampled, else nil
+	// (trace.go): the writer and the committer record their share of the
+	// batch's work as its children.
+	span trace.Span
 
 	imp     []importItem
 	impDone chan error // buffered (1): the writer never blocks on it
@@ -219,6 +224,7 @@ func (p *partition) process(pd *pending) {
 		now := e.now()
 		pd.now = now
 		p.forget()
+		decideStart := pd.collectSpans()
 		for _, r := range pd.reqs {
 			switch r.kind {
 			case reqClaim:
@@ -239,6 +245,7 @@ func (p *partition) process(pd *pending) {
 			}
 		}
 		pd.seq = p.seq
+		p.traceDecided(pd, decideStart)
 	}
 	if pd.err == nil {
 		e.metrics.BatchSize.Observe(float64(len(pd.events)))

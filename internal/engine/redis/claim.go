@@ -10,10 +10,12 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
+	"github.com/cairnhq/cairn/internal/telemetry"
 )
 
 // request is a claim or spend as it travels: as stream entry fields from the
@@ -173,7 +175,9 @@ func (e *Engine) hotspotPartition(ctx context.Context, h hunt.HuntID, s hunt.Hot
 	v, err, _ := e.hsLookups.Do(string(h)+"\x00"+string(s), func() (any, error) {
 		cctx, cancel := e.avail.callContext(context.WithoutCancel(ctx))
 		defer cancel()
+		cctx, sp := startCall(cctx, "redis HGET")
 		idx := e.ap.HGet(cctx, keyHsIndex(h), string(s))
+		endCall(sp, idx.Err())
 		if err := idx.Err(); err != nil && !errors.Is(err, goredis.Nil) {
 			return nil, e.callErr("find hotspot", err)
 		}
@@ -232,6 +236,10 @@ func (e *Engine) submit(ctx context.Context, r *request, kind hunt.EventKind) (h
 		return hunt.Event{}, false, engine.ErrOverloaded
 	}
 	defer e.inflight.Add(-1)
+	var sp trace.Span
+	if ctx, sp = telemetry.StartChild(ctx, "engine.submit"); sp != nil {
+		defer sp.End()
+	}
 	r.rid = e.incarnation + "." + strconv.FormatUint(e.ridSeq.Add(1), 10)
 
 	var msg string
@@ -278,10 +286,14 @@ func (e *Engine) decideDirect(ctx context.Context, r *request) (string, error) {
 	defer cancel()
 	start := time.Now()
 	fn, keys, args := r.fcall(e.now(), "")
+	cctx, sp := startCall(cctx, "redis FCALL")
 	if e.cfg.MinReplicas > 0 {
-		return e.decideReplicated(ctx, cctx, start, fn, keys, args)
+		msg, err := e.decideReplicated(ctx, cctx, start, fn, keys, args)
+		endCall(sp, err)
+		return msg, err
 	}
 	msg, err := e.ap.FCall(cctx, fn, keys, args...).Text()
+	endCall(sp, err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -327,7 +339,9 @@ func (e *Engine) decideQueued(ctx context.Context, r *request) (string, error) {
 	w := &waiter{rid: r.rid, player: r.player, key: r.key, fp: r.fp, since: time.Now(), done: make(chan waitResult, 1)}
 	e.waiters.add(w)
 	cctx, cancel := e.avail.callContext(ctx)
+	cctx, sp := startCall(cctx, "redis XADD")
 	err := e.ap.XAdd(cctx, &goredis.XAddArgs{Stream: keyReq(r.p), Values: r.values()}).Err()
+	endCall(sp, err)
 	cancel()
 	if err != nil {
 		e.waiters.remove(r.rid)
