@@ -33,7 +33,10 @@
 # BENCH_CONSOLES (N: `ceiling` runs with N ops consoles open on its hunt in
 # headless Chromium, scripts/consoles; needs chromium), BENCH_CONSOLES_NICE
 # (the browsers' niceness, default 19; 0 leaves Chromium's own),
-# BENCH_CONSOLES_MODE=http (the consoles' polls sent with curl, no browser).
+# BENCH_CONSOLES_MODE=http (the consoles' polls sent with curl, no browser),
+# BENCH_TRACE_RATIO (e.g. 0.01: the server traces that share of requests,
+# exported by OTLP/HTTP to scripts/otlp-sink.py on a free port, which prints
+# how many export requests and bytes it received at the end).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,11 +47,15 @@ REDIS_MODE=${REDIS_MODE:-direct}
 server_pid=""
 consoles_pid=""
 redis_pid=""
+sink_pid=""
 store_url=$STORE
 
 cleanup() {
   if [[ -n "$consoles_pid" ]] && kill -0 "$consoles_pid" 2>/dev/null; then
     kill "$consoles_pid"; wait "$consoles_pid" 2>/dev/null || true
+  fi
+  if [[ -n "$sink_pid" ]] && kill -0 "$sink_pid" 2>/dev/null; then
+    kill "$sink_pid"; wait "$sink_pid" 2>/dev/null || true
   fi
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
@@ -490,5 +497,13 @@ run_one() {
 
 if (($# == 0)); then
   set -- uniform:5000:30s uniform:10000:30s uniform:20000:30s hunt:2000:30s storm:200:5 storm:10000:3
+fi
+if [[ -n "${BENCH_TRACE_RATIO:-}" ]]; then
+  sink_port=$(free_port)
+  python3 "$here/scripts/otlp-sink.py" "$sink_port" &
+  sink_pid=$!
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port
+  export OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$BENCH_TRACE_RATIO
+  echo "# tracing on: OTEL_EXPORTER_OTLP_ENDPOINT=$OTEL_EXPORTER_OTLP_ENDPOINT OTEL_TRACES_SAMPLER=$OTEL_TRACES_SAMPLER OTEL_TRACES_SAMPLER_ARG=$OTEL_TRACES_SAMPLER_ARG" >&2
 fi
 for w in "$@"; do run_one "$w"; done
