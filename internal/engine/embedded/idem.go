@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -240,16 +241,25 @@ func (x *idemIndex) remember(sh *idemShard, k idemKey, en *entry) {
 }
 
 // noteLoaded adds a key found in the store on Open to the filter of its bucket.
-func (x *idemIndex) noteLoaded(k idemKey, bucket int64) {
-	sh := x.shard(k)
+func (x *idemIndex) noteLoaded(bk []byte, bucket int64) {
+	player, key, _ := bytes.Cut(bk, []byte{0})
+	sh := &x.shards[fnv32b(fnv32b(fnv32Offset, player), key)%shardCount] // = x.shard
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	i := sh.bucket - bucket
 	if i < 0 || i > 1 {
 		return
 	}
-	sh.scratch = bloomKey(sh.scratch[:0], k)
-	sh.filters[i].add(sh.scratch)
+	sh.filters[i].add(bk)
+}
+
+// fnv32b is fnv32 over bytes.
+func fnv32b(h uint32, b []byte) uint32 {
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
 }
 
 // read looks k up on disk in bucket b and the one before it and returns its
@@ -323,21 +333,6 @@ func decodeIdemRecord(v []byte) (geo.Partition, hunt.Seq, bool) {
 	return geo.Partition(binary.BigEndian.Uint32(v)), hunt.Seq(binary.BigEndian.Uint64(v[4:])), true
 }
 
-// parseIdemRecordKey splits an i/ key into its bucket and (player, key).
-func parseIdemRecordKey(k []byte) (int64, idemKey, bool) {
-	if len(k) < 2+8+2 || k[0] != 'i' || k[1] != '/' {
-		return 0, idemKey{}, false
-	}
-	b := int64(binary.BigEndian.Uint64(k[2:10]))
-	rest := k[10:]
-	for i, c := range rest {
-		if c == 0 {
-			return b, idemKey{player: hunt.PlayerID(rest[:i]), key: string(rest[i+1:])}, true
-		}
-	}
-	return 0, idemKey{}, false
-}
-
 // loadIdem fills the filters from the records of the live buckets (Open).
 func (x *idemIndex) loadIdem(now time.Time) error {
 	cur := x.bucketOf(now)
@@ -351,11 +346,13 @@ func (x *idemIndex) loadIdem(now time.Time) error {
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		b, k, ok := parseIdemRecordKey(it.Key())
-		if !ok {
-			return fmt.Errorf("%w: key %x: malformed idempotency record key", ErrCorrupt, it.Key())
+		// The key is "i/" <bucket u64> <player> 0x00 <key>: its tail is
+		// the Bloom filters' own key, used in place (no allocation per record).
+		k := it.Key()
+		if len(k) < 2+8+2 || bytes.IndexByte(k[10:], 0) < 0 {
+			return fmt.Errorf("%w: key %x: malformed idempotency record key", ErrCorrupt, k)
 		}
-		x.noteLoaded(k, b)
+		x.noteLoaded(k[10:], int64(binary.BigEndian.Uint64(k[2:10])))
 	}
 	return it.Error()
 }
