@@ -155,6 +155,9 @@ func TestEventsReceiveClaims(t *testing.T) {
 	// the stream must not be cut at the server's request deadlines. This
 	// waits for time itself to pass, which is what is under test.
 	<-time.After(3 * ioTimeout)
+	// The server closes idle keep-alive connections after its (short)
+	// ReadTimeout; a claim sent on one as it closes would fail with EOF.
+	e.client.Transport.(*http.Transport).CloseIdleConnections()
 
 	mustStatus(t, "claim in the other hunt", e.claim(e.token("x"), "other", s.id, e.key(), s.lat, s.lon), http.StatusCreated)
 	mustStatus(t, "winning claim", e.claim(e.token("p1"), "h1", s.id, e.key(), s.lat, s.lon), http.StatusCreated)
