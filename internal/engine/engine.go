@@ -106,6 +106,14 @@ type Engine interface {
 	// Ledger returns up to limit of the player's wallet changes, newest first.
 	Ledger(ctx context.Context, player hunt.PlayerID, limit int) ([]hunt.LedgerEntry, error)
 
+	// RevokeTokens records durably that the player's tokens issued before
+	// `before` are refused. Revocations keep the latest time per player: a
+	// call with an earlier time than the recorded one changes nothing.
+	RevokeTokens(ctx context.Context, player hunt.PlayerID, before time.Time) error
+	// Revocations calls fn for every player with a revocation, in no
+	// particular order, with the recorded time (millisecond precision).
+	Revocations(ctx context.Context, fn func(player hunt.PlayerID, before time.Time) error) error
+
 	// Partitions is the number of log partitions.
 	Partitions() int
 	// Events replays the committed log: for every partition p, the events with

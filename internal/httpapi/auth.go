@@ -40,6 +40,7 @@ type authenticator struct {
 	adminHash [sha256.Size]byte
 	clock     func() time.Time
 	ttlMax    time.Duration // 0: no bound
+	revoked   *revocations  // nil: no revocation check (unit tests)
 	cache     tokenCache
 }
 
@@ -67,6 +68,7 @@ type tokenCache struct {
 
 type cachedToken struct {
 	player hunt.PlayerID
+	iat    time.Time // zero when the token has none
 	exp    time.Time
 }
 
@@ -165,10 +167,10 @@ func (a *authenticator) player(r *http.Request) (hunt.PlayerID, error) {
 	}
 	if len(tok) >= 2 {
 		if ct, ok := a.cache.get(tok); ok {
-			if a.clock().Before(ct.exp) {
-				return ct.player, nil
+			if !a.clock().Before(ct.exp) {
+				return "", &authError{reason: "invalid token: token has invalid claims: token is expired", invalid: true}
 			}
-			return "", &authError{reason: "invalid token: token has invalid claims: token is expired", invalid: true}
+			return a.notRevoked(ct)
 		}
 	}
 	var claims jwt.RegisteredClaims
@@ -189,8 +191,29 @@ func (a *authenticator) player(r *http.Request) (hunt.PlayerID, error) {
 			return "", &authError{reason: fmt.Sprintf("invalid token: its lifetime (exp - iat) is %v, longer than the server's maximum %v", life.Round(time.Second), a.ttlMax), invalid: true}
 		}
 	}
-	a.cache.put(tok, cachedToken{player: hunt.PlayerID(claims.Subject), exp: claims.ExpiresAt.Time})
-	return hunt.PlayerID(claims.Subject), nil
+	ct := cachedToken{player: hunt.PlayerID(claims.Subject), exp: claims.ExpiresAt.Time}
+	if claims.IssuedAt != nil {
+		ct.iat = claims.IssuedAt.Time
+	}
+	a.cache.put(tok, ct)
+	return a.notRevoked(ct)
+}
+
+// notRevoked returns the token's player unless the player's tokens issued
+// before the token's iat were revoked (a token without iat counts as issued
+// before any revocation).
+func (a *authenticator) notRevoked(ct cachedToken) (hunt.PlayerID, error) {
+	if a.revoked == nil {
+		return ct.player, nil
+	}
+	revoked, err := a.revoked.revoked(ct.player, ct.iat)
+	if err != nil {
+		return "", err
+	}
+	if revoked {
+		return "", &authError{reason: "invalid token: revoked (the player's tokens issued before a time were revoked); sign in again", invalid: true}
+	}
+	return ct.player, nil
 }
 
 // admin authenticates the admin token. The comparison is of SHA-256 digests

@@ -52,16 +52,18 @@ const (
 	// TokenTTLMaxDefault: the longest lifetime (exp - iat) of an accepted
 	// player token. A stolen token is good until it expires (or is revoked),
 	// so a 100-year token is refused; a month covers a long hunt.
-	TokenTTLMaxDefault      = 30 * 24 * time.Hour
-	LeaderboardLimitMax     = 1000
-	LeaderboardLimitDefault = 10
-	LeaderboardOffsetMax    = 10_000_000
-	NearbyRadiusMDefault    = 1000
-	NearbyLimitDefault      = 50
-	LedgerLimitDefault      = 50
-	auditTimeout            = 10 * time.Minute
-	sseWriteTimeout         = 30 * time.Second
-	renderBufLen            = 512
+	TokenTTLMaxDefault = 30 * 24 * time.Hour
+	// RevocationRefreshDefault: a revocation reaches every node within this.
+	RevocationRefreshDefault = 5 * time.Second
+	LeaderboardLimitMax      = 1000
+	LeaderboardLimitDefault  = 10
+	LeaderboardOffsetMax     = 10_000_000
+	NearbyRadiusMDefault     = 1000
+	NearbyLimitDefault       = 50
+	LedgerLimitDefault       = 50
+	auditTimeout             = 10 * time.Minute
+	sseWriteTimeout          = 30 * time.Second
+	renderBufLen             = 512
 )
 
 // Board is what the API needs of the leaderboard projection;
@@ -90,6 +92,10 @@ type Config struct {
 	// TokenTTLMax refuses a player token whose lifetime (exp - iat; without
 	// iat, exp - now) is longer (default TokenTTLMaxDefault).
 	TokenTTLMax time.Duration
+	// RevocationRefresh: how often a node rereads the token revocation list
+	// from the engine, which bounds how long a revocation made on another
+	// node takes to apply here (default RevocationRefreshDefault).
+	RevocationRefresh time.Duration
 	// BodyLenMax bounds JSON bodies; default 1 MiB.
 	BodyLenMax int64
 	// ImportBodyLenMax bounds the streamed hotspot import; default 256 MiB.
@@ -170,6 +176,7 @@ func (c *Config) Validate() error {
 	c.ImportTimeout = cmp.Or(c.ImportTimeout, ImportTimeoutDefault)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, RequestTimeoutDefault)
 	c.TokenTTLMax = cmp.Or(c.TokenTTLMax, TokenTTLMaxDefault)
+	c.RevocationRefresh = cmp.Or(c.RevocationRefresh, RevocationRefreshDefault)
 	c.AfterWaitMax = cmp.Or(c.AfterWaitMax, AfterWaitMaxDefault)
 	c.SubscribersMax = cmp.Or(c.SubscribersMax, SubscribersMaxDefault)
 	c.SubscriberLagMax = cmp.Or(c.SubscriberLagMax, SubscriberLagMaxDefault)
@@ -312,6 +319,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.newLimiters(); err != nil {
 		return nil, err
 	}
+	s.auth.revoked = &revocations{eng: cfg.Engine, every: cfg.RevocationRefresh, now: cfg.Clock}
 	s.bufs.New = func() any { b := make([]byte, 0, renderBufLen); return &b }
 	if cfg.AdminSeparate {
 		s.handler = s.routes(func(path string) bool { return !isAdminPath(path) && !isOperatorPath(path) })
@@ -416,6 +424,7 @@ func (s *Server) routes(keep func(path string) bool) http.Handler {
 		{"GET", "/v1/admin/hunts", s.adminListHunts, false},
 		{"POST", "/v1/admin/hunts/{hunt}/hotspots", s.importHotspots, true},
 		{"GET", "/v1/admin/audit", s.audit, true},
+		{"POST", "/v1/admin/players/{player}/revoke-tokens", s.revokeTokens, false},
 		{"GET", "/v1/hunts/{hunt}", s.limitReads(s.getHunt), false},
 		{"GET", "/v1/hunts/{hunt}/hotspots", s.limitReads(s.nearby), false},
 		{"POST", "/v1/hunts/{hunt}/hotspots/{id}/claim", s.limitPlayer(s.claim), false},

@@ -79,6 +79,7 @@ var _ engine.Engine = (*Engine)(nil)
 
 // Engine is the embedded engine. Create it with Open.
 type Engine struct {
+	revokeMu  sync.Mutex // serializes RevokeTokens' read-modify-write (revoke.go)
 	cfg       Config
 	prefixLen int
 	db        *pebble.DB

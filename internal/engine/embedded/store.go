@@ -23,6 +23,9 @@ package embedded
 //	i/<bucket u64 BE><player> 0x00 <key>    idempotency record: the value is the decided event's
 //	                                        <partition u32 BE><seq u64 BE>; bucket = decision unix ms /
 //	                                        window ms (idem.go)
+//	r/<player>                              token revocation: unix ms u64 BE; the player's tokens
+//	                                        issued before it are refused; written synced by
+//	                                        RevokeTokens, outside the log (revoke.go)
 //
 // s/, e/, l/ and i/ keys are written only through the committer, inside the
 // one synced write that records the decisions they belong to, so a batch is

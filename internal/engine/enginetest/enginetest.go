@@ -60,6 +60,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Restart", testRestart},
 		{"FoldEvents", testFoldEvents},
 		{"Sinks", testSinks},
+		{"Revocations", testRevocations},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

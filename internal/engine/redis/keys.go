@@ -31,9 +31,13 @@ import (
 //	cairn:{u:<player>}:led          list   ledger records, newest first, at most LedgerLimitMax
 //	cairn:{u:<player>}:pos          hash   hunt -> "<lat> <lon> <unix s> <ns>" of the last grant
 //	cairn:done:<consumer>           pubsub answers for the requests a node waits for
+//	cairn:revoked                   set    players with a token revocation
+//	cairn:{u:<player>}:rev          string unix ms: the player's tokens issued before it are refused
 const (
 	keyMeta  = "cairn:meta"
 	keyHunts = "cairn:hunts"
+	// keyRevoked lists the players with a token revocation (revoke.go).
+	keyRevoked = "cairn:revoked"
 	// Group is the consumer group every node joins on every request stream.
 	Group = "ClaimProcessor"
 )
@@ -61,6 +65,7 @@ func keyIdem(pl hunt.PlayerID) string   { return playerTag(pl) + "idem" }
 func keyWallet(pl hunt.PlayerID) string { return playerTag(pl) + "w" }
 func keyLedger(pl hunt.PlayerID) string { return playerTag(pl) + "led" }
 func keyPos(pl hunt.PlayerID) string    { return playerTag(pl) + "pos" }
+func keyRevoke(pl hunt.PlayerID) string { return playerTag(pl) + "rev" }
 
 func keyHotspot(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
 	return partitionTag(p) + "hs:" + string(h) + ":" + string(s)
