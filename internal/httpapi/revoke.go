@@ -37,13 +37,13 @@ type revocations struct {
 // revoked reports whether a token of player issued at iat (zero: unknown) is revoked.
 func (r *revocations) revoked(player hunt.PlayerID, iat time.Time) (bool, error) {
 	if !r.loaded.Load() {
-		if err := r.load(); err != nil {
+		if err := r.load(false); err != nil {
 			return false, err
 		}
 	} else if time.Duration(r.now().UnixNano()-r.lastLoad.Load()) > r.every && r.loading.CompareAndSwap(false, true) {
-		go func() { // bounded by loadTimeout; at most one at a time
+		go func() { // bounded by revocationLoadTimeout; at most one at a time
 			defer r.loading.Store(false)
-			_ = r.load() // a failed reload keeps the list it has; the next request retries
+			_ = r.load(true) // a failed reload keeps the list it has; the next request retries
 		}()
 	}
 	r.mu.RLock()
@@ -55,9 +55,14 @@ func (r *revocations) revoked(player hunt.PlayerID, iat time.Time) (bool, error)
 // revocationLoadTimeout bounds one read of the whole list.
 const revocationLoadTimeout = 5 * time.Second
 
-func (r *revocations) load() error {
+// load reads the whole list; unless again, not when another caller read it
+// meanwhile (the first requests all wait for one read).
+func (r *revocations) load(again bool) error {
 	r.loadMu.Lock()
 	defer r.loadMu.Unlock()
+	if !again && r.loaded.Load() {
+		return nil
+	}
 	started := r.now()
 	ctx, cancel := context.WithTimeout(context.Background(), revocationLoadTimeout)
 	defer cancel()
