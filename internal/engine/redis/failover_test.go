@@ -158,12 +158,27 @@ func TestReplicaDownRefusesClaims(t *testing.T) {
 	replica.Restart()
 	waitLinked(t, primary)
 	for _, req := range refused {
-		res, err := n.Claim(ctx, req)
+		// A replica that has just resynced may take longer than the
+		// 100 ms ReplicaTimeout to acknowledge its first offsets: a
+		// client retries a 503, and so does this test, until a deadline.
+		var res hunt.ClaimResult
+		var err error
+		waitFor(t, 20*time.Second, "the retry of "+string(req.Player)+" to be acknowledged", func() bool {
+			res, err = n.Claim(ctx, req)
+			return !errors.Is(err, ErrNotReplicated)
+		})
 		if err != nil || !res.Replayed || res.Event.Outcome != hunt.Granted {
 			t.Fatalf("retry of %s after the replica came back = %+v, %v; want the granted decision replayed", req.Player, res, err)
 		}
 	}
-	if res, err := n.Claim(ctx, claimAt("later", "k", hs[1])); err != nil || res.Replayed {
+	later := claimAt("later", "k", hs[1])
+	var res hunt.ClaimResult
+	var err error
+	waitFor(t, 20*time.Second, "a new claim to be acknowledged", func() bool {
+		res, err = n.Claim(ctx, later)
+		return !errors.Is(err, ErrNotReplicated)
+	})
+	if err != nil || res.Event.Outcome != hunt.Granted {
 		t.Fatalf("new claim with the replica back = %+v, %v; want acknowledged", res, err)
 	}
 	checkLogAgainstState(t, n.Engine, 2)
