@@ -25,13 +25,24 @@ func startPair(t *testing.T) (primary, replica *redistest.Server) {
 	return primary, replica
 }
 
-// waitLinked waits until primary has a replica online.
+// waitLinked waits until primary has a replica online that acknowledges
+// writes: a replica that has just synced can be "online" a while before its
+// first acknowledgement comes back, which a short ReplicaTimeout would take
+// for a missing replica.
 func waitLinked(t *testing.T, primary *redistest.Server) {
 	t.Helper()
 	c := rawClient(t, primary)
+	ctx := context.Background()
 	waitFor(t, 20*time.Second, "a replica online at "+primary.Addr(), func() bool {
-		info, err := c.Info(context.Background(), "replication").Result()
+		info, err := c.Info(ctx, "replication").Result()
 		return err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
+	})
+	waitFor(t, 20*time.Second, "the replica of "+primary.Addr()+" to acknowledge a write", func() bool {
+		if c.Set(ctx, "cairn-test:link-probe", time.Now().UnixNano(), 0).Err() != nil {
+			return false
+		}
+		n, err := c.Do(ctx, "WAIT", 1, 200).Int()
+		return err == nil && n >= 1
 	})
 }
 
@@ -159,7 +170,7 @@ func TestReplicaDownRefusesClaims(t *testing.T) {
 	waitLinked(t, primary)
 	for _, req := range refused {
 		// A replica that has just resynced may take longer than the
-		// 100 ms ReplicaTimeout to acknowledge its first offsets: a
+		// ReplicaTimeout to acknowledge its first offsets: a
 		// client retries a 503, and so does this test, until a deadline.
 		var res hunt.ClaimResult
 		var err error
