@@ -145,7 +145,7 @@ func TestFailoverKeepsAcknowledged(t *testing.T) {
 func TestReplicaDownRefusesClaims(t *testing.T) {
 	primary, replica := startPair(t)
 	n := start(t, testConfig(primary, func(c *Config) {
-		c.Direct, c.MinReplicas, c.ReplicaTimeout = true, 1, 100*time.Millisecond
+		c.Direct, c.MinReplicas, c.ReplicaTimeout = true, 1, 500*time.Millisecond
 	}))
 	hs := putFixture(t, n.Engine, 2, 100)
 	ctx := context.Background()
