@@ -43,7 +43,9 @@ func TestCrashGroupCommit(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(i), 123))
 			var multi groupStats
 			for round := range cycles {
-				n := 20 + rng.IntN(60) // groups before the kill
+				// Groups before the kill: enough that the scraper below sees
+				// some commits before the process dies, even on a fast machine.
+				n := 80 + rng.IntN(120)
 				crashRound(t, bin, data, addr, point, n, func(base string, died <-chan struct{}) {
 					scraped := make(chan struct{})
 					go func() { defer close(scraped); multi.watch(base, died) }()
@@ -103,7 +105,7 @@ func (g *groupStats) watch(base string, stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-time.After(20 * time.Millisecond): // scrape interval
+		case <-time.After(5 * time.Millisecond): // scrape interval
 		}
 		res, err := hc.Get(base + "/metrics")
 		if err != nil {
