@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,6 +25,8 @@ type pending struct {
 	seq    hunt.Seq     // the partition's seq after this batch
 	// importNo numbers the batch among its partition's import batches (0: it imports nothing).
 	importNo uint64
+	// journalled counts the definitions of this batch in the import journal (j/ keys).
+	journalled uint32
 	// err is set when the batch was refused before anything was decided
 	// (engine failed, disk low): nothing to write, every request gets err.
 	err error
@@ -67,6 +70,7 @@ func (pd *pending) reset() {
 	pd.reqs = pd.reqs[:0]
 	pd.err = nil
 	pd.importNo = 0
+	pd.journalled = 0
 	clear(pd.traced)
 	pd.traced = pd.traced[:0]
 }
@@ -100,6 +104,11 @@ type committer struct {
 	idle    chan *group   // groupsInFlight reusable groups
 	sinks   []engine.Sink
 	settled chan struct{} // closed when settle returns
+	// applied numbers the groups handed to Pebble (set before the write);
+	// durable is the last of them known synced. A Pebble snapshot taken
+	// after reading applied holds nothing past it (snapshot.go).
+	applied atomic.Uint64
+	durable atomic.Uint64
 }
 
 // group is one synced write: the pendings it holds and the batch written.
@@ -109,6 +118,7 @@ type group struct {
 	written *pebble.Batch // what was applied: batch, or a lone pending's own
 	events  int
 	batches int
+	no      uint64 // the group's number (committer.applied), once written
 	start   time.Time
 	err     error // set when the group failed before or while being written
 }
@@ -188,6 +198,7 @@ func (c *committer) write(g *group) {
 		g.written = g.batch
 	}
 	if g.err == nil {
+		g.no = c.applied.Add(1)
 		g.err = e.db.ApplyNoSyncWait(g.written, pebble.Sync)
 	}
 	if g.err != nil {
@@ -233,6 +244,9 @@ func (c *committer) settle() {
 			e.setFailed(fmt.Errorf("%w: commit failed: %v", engine.ErrUnavailable, err))
 			c.finishAll(g, engine.ErrUnavailable)
 			continue
+		}
+		if g.written != nil {
+			c.durable.Store(g.no)
 		}
 		for _, pd := range g.list {
 			if pd.err != nil {

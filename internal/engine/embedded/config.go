@@ -26,6 +26,9 @@ const (
 	// DiskFreeMinDefault is the free space below which writes are refused
 	// (see Config.DiskFreeMinBytes): more than Pebble's next WAL and flush need.
 	DiskFreeMinDefault = 256 << 20
+	// SnapshotIntervalDefault bounds the log a restart replays to what ten
+	// minutes add.
+	SnapshotIntervalDefault = 10 * time.Minute
 )
 
 // Fault points passed to Config.FaultHook.
@@ -34,13 +37,15 @@ const (
 	FaultBeforeCommit = "before-commit" // the committer: a group is built, nothing of it is durable
 	FaultAfterCommit  = "after-commit"  // the committer: the group is durable, nothing published or answered
 	FaultBeforeAnswer = "before-answer" // the committer: published and delivered to sinks, callers not yet woken
+	// FaultSnapshotWrite: a snapshot file is half written (snapshot.go).
+	FaultSnapshotWrite = "snapshot-write"
 )
 
 // FaultPoints lists every Fault* point. A new point is a constant above, one
 // e.hook(point) call where the engine reaches it, and an entry here: the
 // test hooks of `cairn serve` (cmd/cairn/faulthook.go, built only with the
 // cairnfault tag) accept every point in this list, with no change there.
-var FaultPoints = []string{FaultMidBatch, FaultBeforeCommit, FaultAfterCommit, FaultBeforeAnswer}
+var FaultPoints = []string{FaultMidBatch, FaultBeforeCommit, FaultAfterCommit, FaultBeforeAnswer, FaultSnapshotWrite}
 
 // ErrConfig wraps every problem Validate reports.
 var ErrConfig = errors.New("invalid embedded engine config")
@@ -84,6 +89,11 @@ type Config struct {
 	// window (default IdemKeysExpectedDefault, about 1.4 MB for two windows);
 	// more keys add filters, at about 1.2 to 2 bytes per key.
 	IdemKeysExpected int
+	// SnapshotInterval is how often Run writes a snapshot of the state, when
+	// the log has moved since the last (snapshot.go); Run also writes one
+	// as it stops. Zero means SnapshotIntervalDefault; negative turns
+	// periodic and final snapshots off (Snapshot still writes one).
+	SnapshotInterval time.Duration
 	// Clock gives the time of decisions, read once per batch (default time.Now).
 	Clock func() time.Time
 	// Logger receives lifecycle and failure logs, never per-request ones (default: discard).
@@ -141,6 +151,7 @@ func (c Config) withDefaults() Config {
 	c.PipelineDepth = cmp.Or(c.PipelineDepth, PipelineDepthDefault)
 	c.BatchLenMax = cmp.Or(c.BatchLenMax, BatchLenDefault)
 	c.DiskFreeMinBytes = cmp.Or(c.DiskFreeMinBytes, DiskFreeMinDefault)
+	c.SnapshotInterval = cmp.Or(c.SnapshotInterval, SnapshotIntervalDefault)
 	// Defaults that must be built (a logger, metrics) are built only when
 	// missing; a func (Clock) is not comparable.
 	if c.Clock == nil {

@@ -81,12 +81,17 @@ var _ engine.Engine = (*Engine)(nil)
 type Engine struct {
 	revokeMu  sync.Mutex // serializes RevokeTokens' read-modify-write (revoke.go)
 	cfg       Config
+	meta      meta
 	prefixLen int
 	db        *pebble.DB
+	rd        reader // what load reads: db, or a Pebble snapshot (snapshot.go)
 	log       *slog.Logger
 	metrics   *telemetry.Metrics
 	parts     []*partition
 	commit    *committer // set by Run
+	committer atomic.Pointer[committer] // the same, for other goroutines (Snapshot)
+
+	snap snapState
 
 	hunts   huntRegistry
 	spots   hotspotTable
@@ -146,12 +151,27 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
 	cfg.Partitions, cfg.PrefixLen = m.Partitions, m.PrefixLen
+	start := time.Now()
+	e, err := openState(cfg, db, m)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("embedded: load %s: %w", cfg.Dir, err)
+	}
+	e.log.Info("embedded store opened", "dir", cfg.Dir, "partitions", m.Partitions,
+		"prefix_len", m.PrefixLen, "snapshot", e.snap.loaded, "load", time.Since(start))
+	return e, nil
+}
+
+// newEngine returns an engine with empty state over db, whose load reads
+// from rd: db itself, or a Pebble snapshot of it (the snapshot builder).
+func newEngine(cfg Config, db *pebble.DB, rd reader, m meta) *Engine {
 	e := &Engine{
-		cfg: cfg, prefixLen: m.PrefixLen, db: db, log: cfg.Logger, metrics: cfg.Metrics,
+		cfg: cfg, prefixLen: m.PrefixLen, db: db, rd: rd, log: cfg.Logger, metrics: cfg.Metrics,
 		failCh:          make(chan struct{}),
 		shedOverloaded:  cfg.Metrics.Shed.WithLabelValues("overloaded"),
 		shedUnavailable: cfg.Metrics.Shed.WithLabelValues("unavailable"),
 		diskGuard:       cfg.Metrics.DiskGuard.WithLabelValues(),
+		meta:            m,
 	}
 	e.diskMin.Store(cfg.DiskFreeMinBytes)
 	e.idem.init(db, cfg.IdempotencyWindow, cfg.IdemCacheLenMax, cfg.IdemKeysExpected)
@@ -167,14 +187,7 @@ func Open(cfg Config) (*Engine, error) {
 		p.gate.closed = true
 		e.parts[i] = p
 	}
-	start := time.Now()
-	if err := e.load(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("embedded: load %s: %w", cfg.Dir, err)
-	}
-	e.log.Info("embedded store opened", "dir", cfg.Dir, "partitions", m.Partitions,
-		"prefix_len", m.PrefixLen, "load", time.Since(start))
-	return e, nil
+	return e
 }
 
 // now is the time of one batch's decisions, at the log's precision (ms, UTC)
@@ -300,6 +313,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	depth := e.cfg.PipelineDepth
 	e.commit = newCommitter(e, len(e.parts)*depth)
 	e.commit.sinks = sinks
+	e.committer.Store(e.commit)
 	for _, p := range e.parts {
 		p.free = make(chan *pending, depth)
 		for range depth {
@@ -325,6 +339,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	expireTick := time.NewTicker(max(e.cfg.IdempotencyWindow/8, time.Second))
 	defer expireTick.Stop()
 	e.expireIdem()
+	// Snapshots: in the background, when the log moved (snapshot.go).
+	var snapTick <-chan time.Time
+	if e.cfg.SnapshotInterval > 0 {
+		t := time.NewTicker(e.cfg.SnapshotInterval)
+		defer t.Stop()
+		snapTick = t.C
+	}
+	snapCtx, stopSnap := context.WithCancel(context.Background())
+	defer stopSnap()
 wait:
 	for {
 		select {
@@ -336,6 +359,8 @@ wait:
 			e.checkDisk()
 		case <-expireTick.C:
 			e.expireIdem()
+		case <-snapTick:
+			e.snapshotDue(snapCtx)
 		}
 	}
 	// Close the gates first: once every gate is closed no request can enter
@@ -354,8 +379,16 @@ wait:
 			(<-p.free).batch.Close()
 		}
 	}
+	stopSnap() // a periodic snapshot still running gives up
+	e.snap.wg.Wait()
 	if err := e.failure(); err != nil {
 		return err
+	}
+	if e.cfg.SnapshotInterval > 0 && e.logMark() != e.snap.mark.Load() {
+		// The next start then replays nothing.
+		if _, err := e.Snapshot(context.Background()); err != nil {
+			e.log.Error("final snapshot failed; the next start replays the log after the previous one", "err", err)
+		}
 	}
 	e.log.Info("embedded engine stopped")
 	return nil

@@ -149,13 +149,13 @@ func (t *hotspotTable) create(huntOrd uint32, id string, part geo.Partition) uin
 	if i, ok := t.find(huntOrd, id); ok {
 		return i
 	}
-	return t.add(huntOrd, id, part, true)
+	return t.add(huntOrd, []byte(id), part, true)
 }
 
 // add creates (hunt, id), which must be new; the caller holds mu, or is
 // Open loading the store (whose keys are unique). Unless index is set, find
 // will not see it until reindex.
-func (t *hotspotTable) add(huntOrd uint32, id string, part geo.Partition, index bool) uint32 {
+func (t *hotspotTable) add(huntOrd uint32, id []byte, part geo.Partition, index bool) uint32 {
 	i := t.n.Load()
 	if i>>chunkBits >= uint32(len(*t.chunks.Load())) {
 		cs := append(*t.chunks.Load(), new(chunk))
@@ -182,7 +182,7 @@ func (t *hotspotTable) add(huntOrd uint32, id string, part geo.Partition, index 
 		lk = *t.lookup.Load()
 	}
 	t.n.Store(i + 1)
-	insert(lk, spotHash(huntOrd, id), i) // last: from here on find sees it
+	insert(lk, spotHash(huntOrd, string(id)), i) // last: from here on find sees it
 	return i
 }
 

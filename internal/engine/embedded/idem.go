@@ -84,6 +84,9 @@ type idemIndex struct {
 	window   time.Duration
 	cacheLen int // per shard
 	expected uint
+	// restored is set when the filters come from a snapshot (snapshot.go):
+	// they cover the keys of the events it covers, and replay adds the rest.
+	restored bool
 }
 
 func (x *idemIndex) init(db *pebble.DB, window time.Duration, cacheLen, keysExpected int) {
@@ -333,14 +336,23 @@ func decodeIdemRecord(v []byte) (geo.Partition, hunt.Seq, bool) {
 	return geo.Partition(binary.BigEndian.Uint32(v)), hunt.Seq(binary.BigEndian.Uint64(v[4:])), true
 }
 
-// loadIdem fills the filters from the records of the live buckets (Open).
-func (x *idemIndex) loadIdem(now time.Time) error {
+// resetFilters empties the filters and points them at the bucket of now (Open).
+func (x *idemIndex) resetFilters(now time.Time) {
 	cur := x.bucketOf(now)
 	for i := range x.shards {
-		x.shards[i].bucket = cur
+		sh := &x.shards[i]
+		sh.bucket = cur
+		sh.filters = [2]bloomChain{x.newChain(), x.newChain()}
 	}
+	x.restored = false
+}
+
+// loadIdem fills the filters from the records of the live buckets (Open,
+// after resetFilters).
+func (x *idemIndex) loadIdem(rd reader, now time.Time) error {
+	cur := x.bucketOf(now)
 	lo := idemRecordKey(nil, cur-1, idemKey{})[:10]
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte("i0")})
+	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte("i0")})
 	if err != nil {
 		return err
 	}

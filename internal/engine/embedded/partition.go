@@ -350,6 +350,9 @@ func (p *partition) recordImport(pd *pending, r *request) {
 		pd.key = defKey(pd.key[:0], it.def.Hunt, it.def.ID)
 		pd.val = appendDef(pd.val[:0], p.id, &it.def)
 		pd.batch.Set(pd.key, pd.val, nil)
+		pd.ikey = journalKey(pd.ikey[:0], p.id, pd.importNo, pd.journalled)
+		pd.journalled++
+		pd.batch.Set(pd.ikey, pd.key, nil)
 	}
 }
 

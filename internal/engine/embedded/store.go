@@ -23,11 +23,17 @@ package embedded
 //	i/<bucket u64 BE><player> 0x00 <key>    idempotency record: the value is the decided event's
 //	                                        <partition u32 BE><seq u64 BE>; bucket = decision unix ms /
 //	                                        window ms (idem.go)
+//	j/<partition u32 BE><import u64 BE><n u32 BE>
+//	                                        import journal: the value is the s/ key of the n-th
+//	                                        hotspot of the partition's import batch number
+//	                                        <import>; written with the s/ key, so that a start
+//	                                        from a snapshot reloads only the definitions written
+//	                                        after it (snapshot.go)
 //	r/<player>                              token revocation: unix ms u64 BE; the player's tokens
 //	                                        issued before it are refused; written synced by
 //	                                        RevokeTokens, outside the log (revoke.go)
 //
-// s/, e/, l/ and i/ keys are written only through the committer, inside the
+// s/, j/, e/, l/ and i/ keys are written only through the committer, inside the
 // one synced write that records the decisions they belong to, so a batch is
 // either wholly on disk or not at all. Granted counts, claimer sets, wallets
 // and last positions are not stored: they are a fold of the e/ keys (I7)
@@ -43,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"time"
 
@@ -257,23 +264,55 @@ func ledgerEntry(ev *hunt.Event) hunt.LedgerEntry {
 	return le
 }
 
-// load reads hunts and hotspot definitions, then replays every partition's
-// events to rebuild the in-memory state. It runs before any goroutine
-// touches e, so it writes writer-owned fields directly.
-func (e *Engine) load() error {
-	if err := e.loadHunts(); err != nil {
+// reader is what Open and the snapshot builder load from: the store
+// itself, or a Pebble snapshot of it.
+type reader interface {
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// loadFrom rebuilds the in-memory state: from snapshot s and the log after
+// it, or (s nil) from every definition and the whole log. It runs before
+// any goroutine touches e, so it writes writer-owned fields directly.
+func (e *Engine) loadFrom(s *snapFile) error {
+	hunts, err := e.readHunts()
+	if err != nil {
 		return err
 	}
-	if err := e.loadDefs(); err != nil {
-		return err
-	}
-	for _, p := range e.parts {
-		if err := e.replay(p); err != nil {
+	now := e.now()
+	if s != nil {
+		if err := e.loadSnapshot(s, hunts); err != nil {
+			return err
+		}
+		if err := e.loadDefTail(); err != nil {
+			return err
+		}
+	} else {
+		for _, h := range hunts {
+			e.hunts.add(h)
+		}
+		if err := e.loadDefs(); err != nil {
 			return err
 		}
 	}
-	if err := e.idem.loadIdem(e.now()); err != nil {
+	if err := e.loadImportCounts(); err != nil {
 		return err
+	}
+	// Idempotency filters: restored from the snapshot and completed by the
+	// tail's events as they are replayed, or read from the i/ records.
+	tailIdem := s != nil && e.idem.restored
+	if !tailIdem {
+		e.idem.resetFilters(now)
+	}
+	for _, p := range e.parts {
+		if err := e.replay(p, tailIdem); err != nil {
+			return err
+		}
+	}
+	if !tailIdem {
+		if err := e.idem.loadIdem(e.rd, now); err != nil {
+			return err
+		}
 	}
 	// A store that breaks I4 is corrupt, and serving from it would spread
 	// the damage. (I1 and I2 are checked per event by apply; a balance is a
@@ -287,28 +326,62 @@ func (e *Engine) load() error {
 	return bad
 }
 
-func (e *Engine) loadHunts() error {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("h/"), UpperBound: []byte("h0")})
+// readHunts reads every hunt, ordered by id.
+func (e *Engine) readHunts() ([]*hunt.Hunt, error) {
+	it, err := e.rd.NewIter(&pebble.IterOptions{LowerBound: []byte("h/"), UpperBound: []byte("h0")})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer it.Close()
+	var out []*hunt.Hunt
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return fmt.Errorf("read %q: %w", it.Key(), err)
+			return nil, fmt.Errorf("read %q: %w", it.Key(), err)
 		}
-		var h hunt.Hunt
-		if err := json.Unmarshal(v, &h); err != nil || string(h.ID) != string(it.Key()[2:]) {
-			return fmt.Errorf("%w: key %q: hunt does not decode or names another id (%v)", ErrCorrupt, it.Key(), err)
+		h := new(hunt.Hunt)
+		if err := json.Unmarshal(v, h); err != nil || string(h.ID) != string(it.Key()[2:]) {
+			return nil, fmt.Errorf("%w: key %q: hunt does not decode or names another id (%v)", ErrCorrupt, it.Key(), err)
 		}
-		e.hunts.add(&h)
+		out = append(out, h)
 	}
-	return it.Error()
+	return out, it.Error()
+}
+
+// journalKey: j/<partition u32 BE><import u64 BE><n u32 BE>.
+func journalKey(dst []byte, p geo.Partition, no uint64, n uint32) []byte {
+	dst = append(dst, 'j', '/')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(p))
+	dst = binary.BigEndian.AppendUint64(dst, no)
+	return binary.BigEndian.AppendUint32(dst, n)
+}
+
+// loadImportCounts sets each partition's import counter to its last
+// journalled import batch (or what the snapshot covered, if later), so that
+// batch numbers keep growing across restarts.
+func (e *Engine) loadImportCounts() error {
+	for _, p := range e.parts {
+		lo := journalKey(nil, p.id, 0, 0)[:6]
+		it, err := e.rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: upperBound(lo)})
+		if err != nil {
+			return err
+		}
+		if it.Last() {
+			if k := it.Key(); len(k) == 18 {
+				p.imports = max(p.imports, binary.BigEndian.Uint64(k[6:14]))
+			}
+		}
+		err = it.Close()
+		if err != nil {
+			return err
+		}
+		p.pubImports.Store(p.imports)
+	}
+	return nil
 }
 
 func (e *Engine) loadDefs() error {
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: []byte("s0")})
+	it, err := e.rd.NewIter(&pebble.IterOptions{LowerBound: []byte("s/"), UpperBound: []byte("s0")})
 	if err != nil {
 		return err
 	}
@@ -350,7 +423,7 @@ func (e *Engine) loadDefs() error {
 		// Stores written before coordinates were kept at 1e-7 degree are
 		// rounded here, as Normalize rounds new imports.
 		def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
-		i := t.add(he.ord, string(sid), p, false) // store keys are unique; indexed below
+		i := t.add(he.ord, sid, p, false) // store keys are unique; indexed below
 		d := t.compact(&def)
 		t.setDef(i, d)
 		sl := byHunt[he.ord]
@@ -365,25 +438,96 @@ func (e *Engine) loadDefs() error {
 		return err
 	}
 	t.reindex()
+	if e.snap.building {
+		return nil // the builder sorts the spatial runs as it writes them
+	}
 	for ord, sl := range byHunt {
 		e.hunts.ord(ord).spatial.bulk(sl.gh, sl.idx)
 	}
 	return nil
 }
 
-// replay folds one partition's log into memory with the live writer's own
-// apply and publish (fold.go). It applies recorded outcomes and never
-// decides again (I7).
-func (e *Engine) replay(p *partition) error {
-	lo := eventKey(nil, p.id, 1)
+// loadDefTail loads the definitions written after the snapshot just
+// loaded: those of each partition's import batches after the one it covers
+// (the j/ journal), at their latest value.
+func (e *Engine) loadDefTail() error {
+	t := &e.spots
+	adds := map[uint32][]spatialAdd{}
+	var def hunt.Hotspot
+	for _, p := range e.parts {
+		lo := journalKey(nil, p.id, p.imports+1, 0)
+		hi := journalKey(nil, p.id+1, 0, 0)[:6]
+		it, err := e.rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			sk, err := it.ValueAndErr()
+			if err == nil && (len(sk) < 3 || string(sk[:2]) != "s/") {
+				err = errors.New("does not name a definition")
+			}
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("%w: journal key %x: %v", ErrCorrupt, it.Key(), err)
+			}
+			hid, sid, _ := bytes.Cut(sk[2:], []byte{0})
+			v, closer, err := e.rd.Get(sk)
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("%w: journal key %x names %q: %v", ErrCorrupt, it.Key(), sk, err)
+			}
+			part, derr := decodeDef(v, &def)
+			closer.Close()
+			he := e.hunts.get(hunt.HuntID(hid))
+			if derr != nil || part != p.id || he == nil || !hunt.ValidID(string(sid)) || !geo.ValidCoord(def.Lat, def.Lon) {
+				it.Close()
+				return fmt.Errorf("%w: key %q: hotspot definition does not decode or does not fit (%v)", ErrCorrupt, sk, derr)
+			}
+			def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
+			i, ok := t.find(he.ord, string(sid))
+			if !ok {
+				t.mu.Lock()
+				i = t.add(he.ord, sid, part, true)
+				t.mu.Unlock()
+			}
+			if a, moved := e.publishDef(i, t.compact(&def)); moved && !e.snap.building {
+				adds[he.ord] = append(adds[he.ord], a)
+			}
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+	}
+	for ord, list := range adds {
+		e.hunts.ord(ord).spatial.add(t, list)
+	}
+	return nil
+}
+
+// replay folds the partition's log after its seq (0, or what a snapshot
+// covered) into memory with the live writer's own apply and publish
+// (fold.go). It applies recorded outcomes and never decides again (I7).
+// With idem set, it also adds each event's idempotency key to the filters
+// (a start from a snapshot, whose filters cover the keys before it).
+func (e *Engine) replay(p *partition, idem bool) error {
+	if p.seq > 0 {
+		// The log must still hold the last event the state covers: a
+		// snapshot ahead of the log is not this log's.
+		_, closer, err := e.rd.Get(eventKey(nil, p.id, p.seq))
+		if err != nil {
+			return fmt.Errorf("%w: partition %d: state covers seq %d, not in the log: %v", errSnapshotUnusable, p.id, p.seq, err)
+		}
+		closer.Close()
+	}
+	lo := eventKey(nil, p.id, p.seq+1)
 	hi := eventKey(nil, p.id+1, 0)
-	it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := e.rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	var ev hunt.Event
-	var want []byte
+	var want, bk []byte
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		v, err := it.ValueAndErr()
@@ -412,6 +556,10 @@ func (e *Engine) replay(p *partition) error {
 		e.publish(&ev, spot, granted)
 		p.lastSeq.Store(uint64(p.seq))
 		p.lastAt.Store(ev.At.UnixNano())
+		if idem {
+			bk = bloomKey(bk[:0], idemKey{ev.Player, ev.Key})
+			e.idem.noteLoaded(bk, e.idem.bucketOf(ev.At))
+		}
 	}
 	return it.Error()
 }
