@@ -88,7 +88,7 @@ type Engine struct {
 	log       *slog.Logger
 	metrics   *telemetry.Metrics
 	parts     []*partition
-	commit    *committer // set by Run
+	commit    *committer                // set by Run
 	committer atomic.Pointer[committer] // the same, for other goroutines (Snapshot)
 
 	snap snapState
