@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/cairnhq/cairn/internal/engine"
 	"github.com/cairnhq/cairn/internal/engine/embedded"
@@ -22,7 +23,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 		e, err := embedded.Open(embedded.Config{
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
 			FaultHook: f.faultHook, DiskFreeMinBytes: diskFreeMinBytes(f.diskFreeMinMiB),
-			IdempotencyWindow: f.idemWindow,
+			IdempotencyWindow: f.idemWindow, SnapshotInterval: snapshotInterval(f.snapInterval),
 		})
 		// Loading a big store leaves garbage that a high GC target would
 		// keep in the process for a long time: give it back now, once.
@@ -44,6 +45,15 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 	default:
 		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db or rediss://host:port/db", f.store)
 	}
+}
+
+// snapshotInterval converts --snapshot-interval (0: never) to the engine's
+// setting (negative: never).
+func snapshotInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // diskFreeMinBytes converts --disk-free-min-mib (negative: off).

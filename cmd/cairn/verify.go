@@ -23,7 +23,10 @@ const verifyUsage = `usage: cairn verify --target URL [--data DIR]   (ask a runn
        cairn verify --data DIR                  (offline, on a stopped server's data directory)
 
 Checks the invariants I1-I5 and I7 by folding the event log, prints a
-one-line verdict and exits 1 on any violation. Online it is valid while the
+one-line verdict and exits 1 on any violation. Offline it also holds every
+snapshot of the store to the log: it must load, and equal the fold of the
+log up to where it stops (the state checked was itself loaded from the
+newest snapshot and the log after it). Online it is valid while the
 server takes writes: the state is read between two reads of the log, and a
 disagreement is read again for up to ~1.3 s before it counts. Online, the admin token is
 CAIRN_ADMIN_TOKEN or <data>/secrets.env. Offline, the server must be stopped
@@ -91,6 +94,16 @@ func verifyOffline(ctx context.Context, dataDir string) (audit.Report, error) {
 		return audit.Report{}, fmt.Errorf("open %s (a running server locks it: stop it, or use --target): %w", dir, err)
 	}
 	rep, checkErr := audit.Check(ctx, e, nil)
+	if checkErr == nil {
+		// The state just checked was loaded from the newest usable snapshot
+		// and the log after it; each snapshot is also held to the log.
+		var checks []embedded.SnapshotCheck
+		if checks, checkErr = e.CheckSnapshots(); checkErr == nil {
+			for _, c := range checks {
+				rep.AddSnapshot(c.Name, c.Events, c.Problem)
+			}
+		}
+	}
 	if err := e.Close(); err != nil && checkErr == nil {
 		checkErr = fmt.Errorf("close %s: %w", dir, err)
 	}

@@ -122,6 +122,26 @@ type Report struct {
 	// Rounds is how many times the state was read (more than one when some
 	// of it disagreed with the log at first, under live writes).
 	Rounds int `json:"rounds"`
+	// Snapshots are the offline check's findings about the embedded
+	// store's snapshot files (AddSnapshot); absent online.
+	Snapshots []SnapshotStatus `json:"snapshots,omitempty"`
+}
+
+// SnapshotStatus is one snapshot file checked against the log.
+type SnapshotStatus struct {
+	Name    string `json:"name"`
+	Events  uint64 `json:"events"`
+	OK      bool   `json:"ok"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// AddSnapshot records the check of one snapshot; a problem is an I7
+// violation (a snapshot must be the fold of the log up to where it stops).
+func (r *Report) AddSnapshot(name string, events uint64, problem string) {
+	r.Snapshots = append(r.Snapshots, SnapshotStatus{Name: name, Events: events, OK: problem == "", Problem: problem})
+	if problem != "" {
+		r.violate(I7, "snapshot %s: %s", name, problem)
+	}
 }
 
 func (r *Report) violate(inv, format string, args ...any) {
@@ -135,8 +155,12 @@ func (r *Report) violate(inv, format string, args ...any) {
 // Verdict is the one-line summary `cairn verify` prints.
 func (r Report) Verdict() string {
 	if r.OK && r.ViolationCount == 0 {
-		return fmt.Sprintf("verify: OK: %d events, %d claims, %d grants, %d spends, %d players, %d hotspots; %s hold",
-			r.Events, r.Claims, r.Grants, r.Spends, r.Players, r.Hotspots, strings.Join(r.Checked, " "))
+		var snaps string
+		if n := len(r.Snapshots); n > 0 {
+			snaps = fmt.Sprintf("; %d snapshot%s equal%s the fold of the log", n, plural(n), map[bool]string{true: "s", false: ""}[n == 1])
+		}
+		return fmt.Sprintf("verify: OK: %d events, %d claims, %d grants, %d spends, %d players, %d hotspots; %s hold%s",
+			r.Events, r.Claims, r.Grants, r.Spends, r.Players, r.Hotspots, strings.Join(r.Checked, " "), snaps)
 	}
 	var b strings.Builder
 	b.WriteString("verify: FAIL: ")

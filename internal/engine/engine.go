@@ -28,7 +28,28 @@ var (
 	ErrUnavailable = errors.New("engine unavailable")
 	// ErrClosed: the engine is shutting down.
 	ErrClosed = errors.New("engine closed")
+	// ErrNotSupported: this store does not offer the operation. Callers answer 501.
+	ErrNotSupported = errors.New("not supported by this store")
 )
+
+// Snapshotter is implemented by a store that writes snapshots of its
+// folded state (the embedded store), so that a restart replays only the
+// log after the newest one.
+type Snapshotter interface {
+	Snapshot(ctx context.Context) (SnapshotInfo, error)
+}
+
+// SnapshotInfo describes a snapshot written.
+type SnapshotInfo struct {
+	Name     string    `json:"name"`
+	Events   uint64    `json:"events"` // events it covers, summed over partitions
+	Hotspots uint32    `json:"hotspots"`
+	Grants   uint64    `json:"grants"`
+	Bytes    int64     `json:"bytes"`
+	Digest   string    `json:"digest"` // the fold's digest, hex
+	TookMs   int64     `json:"took_ms"`
+	Created  time.Time `json:"created"`
+}
 
 // RetryAfter is the hint sent with ErrOverloaded and ErrUnavailable answers.
 const RetryAfter = time.Second

@@ -66,6 +66,7 @@ var problemTable = [...]struct {
 	{errViolated, problemType{http.StatusConflict, "invariant_violated", "Invariant violated", false}},
 	{hunt.ErrKeyReused, problemType{http.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency-Key reused", false}},
 	{errTooManyStreams, problemType{http.StatusTooManyRequests, "too_many_streams", "Too many streams", true}},
+	{engine.ErrNotSupported, problemType{http.StatusNotImplemented, "not_supported", "Not supported by this store", false}},
 	{engine.ErrOverloaded, problemType{http.StatusTooManyRequests, "overloaded", "Overloaded", true}},
 	{engine.ErrUnavailable, problemType{http.StatusServiceUnavailable, "unavailable", "Unavailable", true}},
 	{engine.ErrClosed, problemType{http.StatusServiceUnavailable, "shutting_down", "Shutting down", true}},

@@ -425,6 +425,7 @@ func (s *Server) routes(keep func(path string) bool) http.Handler {
 		{"POST", "/v1/admin/hunts/{hunt}/hotspots", s.importHotspots, true},
 		{"GET", "/v1/admin/audit", s.audit, true},
 		{"POST", "/v1/admin/players/{player}/revoke-tokens", s.revokeTokens, false},
+		{"POST", "/v1/admin/snapshot", s.snapshot, true},
 		{"GET", "/v1/hunts/{hunt}", s.limitReads(s.getHunt), false},
 		{"GET", "/v1/hunts/{hunt}/hotspots", s.limitReads(s.nearby), false},
 		{"POST", "/v1/hunts/{hunt}/hotspots/{id}/claim", s.limitPlayer(s.claim), false},

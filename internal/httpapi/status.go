@@ -131,3 +131,35 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	}
 	s.writeError(w, r, errViolated, func(dst []byte) []byte { return append(jsonwire.AppendKey(dst, "report"), b...) })
 }
+
+// snapshotTimeout bounds POST /v1/admin/snapshot (a store of millions of
+// hotspots takes seconds).
+const snapshotTimeout = 5 * time.Minute
+
+// snapshot answers POST /v1/admin/snapshot: the store writes a snapshot of
+// its state now (the embedded store also writes them periodically), or 501
+// not_supported where it has none (Redis).
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	if err := s.auth.admin(r); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	if _, err := readBody(w, r, s.cfg.BodyLenMax, nil); err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	sn, ok := s.eng.(engine.Snapshotter)
+	if !ok {
+		s.writeError(w, r, fmt.Errorf("%w: snapshots are the embedded store's", engine.ErrNotSupported), nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), snapshotTimeout)
+	defer cancel()
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(snapshotTimeout + 5*time.Second))
+	info, err := sn.Snapshot(ctx)
+	if err != nil {
+		s.writeError(w, r, err, nil)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, info)
+}

@@ -103,6 +103,9 @@ type partition struct {
 	grants  grants  // (hotspot, player) pairs granted: I2
 	fresh   map[uint32]freshDef
 	imports uint64 // import batches decided
+	// lastHash is the xxhash64 of the last event a loaded snapshot covers
+	// (Open checks that the log holds that very event).
+	lastHash uint64
 }
 
 // def is hotspot i's definition as the writer decides against it: its own

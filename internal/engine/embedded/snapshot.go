@@ -90,6 +90,9 @@ type snapHeader struct {
 	CreatedMs  int64    `json:"created_ms"`
 	Seqs       []uint64 `json:"seqs"`    // per partition: the last event the state covers
 	Imports    []uint64 `json:"imports"` // per partition: the last import batch it covers
+	// Last is, per partition, the xxhash64 of the stored last event it
+	// covers: a snapshot only fits the very log it was made from.
+	Last []uint64 `json:"last"`
 	Hotspots   uint32   `json:"hotspots"`
 	Grants     uint64   `json:"grants"`
 	Wallets    int      `json:"wallets"`
@@ -106,18 +109,8 @@ type snapFile struct {
 
 func (s *snapFile) name() string { return filepath.Base(s.path) }
 
-// SnapshotInfo describes a snapshot written or loaded.
-type SnapshotInfo struct {
-	Name     string        `json:"name"`
-	Events   uint64        `json:"events"` // events covered, summed over partitions
-	Hotspots uint32        `json:"hotspots"`
-	Grants   uint64        `json:"grants"`
-	Bytes    int64         `json:"bytes"`
-	Digest   string        `json:"digest"` // hex
-	Took     time.Duration `json:"-"`
-	TookMs   int64         `json:"took_ms"`
-	Created  time.Time     `json:"created"`
-}
+// SnapshotInfo describes a snapshot written.
+type SnapshotInfo = engine.SnapshotInfo
 
 func (s *snapFile) info() SnapshotInfo {
 	var n uint64
@@ -132,6 +125,7 @@ func (s *snapFile) info() SnapshotInfo {
 type snapState struct {
 	mu       sync.Mutex // one snapshot at a time
 	building bool       // this engine is a builder: no spatial index, no writers
+	upTo     []hunt.Seq // when set, replay stops at these seqs (CheckSnapshots)
 	loaded   string     // the file Open started from; "" = the whole log
 	// mark is the log position (Σ seqs + Σ imports) of the last snapshot
 	// written or loaded: the periodic snapshot skips an unchanged log.
@@ -314,7 +308,7 @@ func (d *snapReader) header(h *snapHeader) error {
 	if err := json.Unmarshal(b, h); err != nil {
 		return fmt.Errorf("%w: header: %v", errSnapshotUnusable, err)
 	}
-	if len(h.Seqs) != h.Partitions || len(h.Imports) != h.Partitions {
+	if len(h.Seqs) != h.Partitions || len(h.Imports) != h.Partitions || len(h.Last) != h.Partitions {
 		return fmt.Errorf("%w: header: %d seqs and %d import counts for %d partitions", errSnapshotUnusable, len(h.Seqs), len(h.Imports), h.Partitions)
 	}
 	return nil
@@ -346,6 +340,7 @@ func (e *Engine) loadSnapshot(s *snapFile, hunts []*hunt.Hunt) error {
 	e.readSnapSpatial(d)
 	for _, p := range e.parts {
 		p.readSnap(d, h.Seqs[p.id], h.Imports[p.id])
+		p.lastHash = h.Last[p.id]
 	}
 	e.readSnapWallets(d)
 	e.readSnapPositions(d)
@@ -716,9 +711,12 @@ func (b *Engine) writeSnapshot(dir string, no uint64, hook func() error) (*snapF
 			os.Remove(tmp)
 		}
 	}()
+	hdr, err := b.snapHeader()
+	if err != nil {
+		return nil, err
+	}
 	h := xxhash.New()
 	w := &snapWriter{w: bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)}
-	hdr := b.snapHeader()
 	js, _ := json.Marshal(hdr)
 	w.put([]byte(snapMagic))
 	w.u32(snapVersion)
@@ -774,16 +772,26 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func (b *Engine) snapHeader() snapHeader {
+func (b *Engine) snapHeader() (snapHeader, error) {
 	h := snapHeader{Version: snapVersion, Partitions: len(b.parts), PrefixLen: b.prefixLen,
 		CreatedMs: b.cfg.Clock().UnixMilli(), Hotspots: b.spots.len(), Digest: b.foldDigest()}
 	for _, p := range b.parts {
+		var last uint64
+		if p.seq > 0 {
+			v, closer, err := b.rd.Get(eventKey(nil, p.id, p.seq))
+			if err != nil {
+				return h, fmt.Errorf("read the last event of partition %d: %w", p.id, err)
+			}
+			last = xxhash.Sum64(v)
+			closer.Close()
+		}
+		h.Last = append(h.Last, last)
 		h.Seqs = append(h.Seqs, uint64(p.seq))
 		h.Imports = append(h.Imports, p.imports)
 		h.Grants += uint64(p.grants.n)
 	}
 	b.wallets.each(func(hunt.PlayerID, *wallet) { h.Wallets++ })
-	return h
+	return h, nil
 }
 
 func (b *Engine) writeSnapHunts(w *snapWriter) {
@@ -1116,6 +1124,7 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 		return b
 	}
 	var b *Engine
+	unusable := map[string]bool{} // removed once the new snapshot is written
 	for i := range snaps { // start from the newest usable snapshot
 		s := &snaps[i]
 		err := s.check()
@@ -1126,6 +1135,7 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 			}
 			b = nil
 		}
+		unusable[s.path] = errors.Is(err, errSnapshotUnusable)
 		e.log.Warn("snapshot unusable as a base for the next: trying the previous one, then the whole log", "file", s.path, "err", err)
 		if ctx.Err() != nil {
 			return SnapshotInfo{}, ctx.Err()
@@ -1149,19 +1159,20 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 		return SnapshotInfo{}, fmt.Errorf("snapshot: write: %w", err)
 	}
 	e.snap.mark.Store(mark)
-	e.pruneSnapshots(dir)
+	e.pruneSnapshots(dir, unusable)
 	info := f.info()
-	info.Took = time.Since(start)
-	info.TookMs = info.Took.Milliseconds()
+	took := time.Since(start)
+	info.TookMs = took.Milliseconds()
 	e.log.Info("snapshot written", "file", f.path, "events", info.Events, "hotspots", info.Hotspots,
-		"bytes", info.Bytes, "took", info.Took)
+		"bytes", info.Bytes, "took", took)
 	return info, nil
 }
 
 // pruneSnapshots keeps the newest snapshot (just written) and the newest
-// snapKeep-1 older ones whose checksum holds, and removes the rest and any
-// .tmp file a crash left.
-func (e *Engine) pruneSnapshots(dir string) {
+// snapKeep-1 older ones whose checksum holds and that did not turn out
+// unusable (does not fit this log) as the builder's base, and removes the
+// rest and any .tmp file a crash left.
+func (e *Engine) pruneSnapshots(dir string, unusable map[string]bool) {
 	snaps, _ := listSnapshots(dir)
 	kept := 0
 	for i := range snaps {
@@ -1170,6 +1181,9 @@ func (e *Engine) pruneSnapshots(dir string) {
 			err := error(nil)
 			if i > 0 {
 				err = s.check()
+			}
+			if err == nil && unusable[s.path] {
+				err = errors.New("does not fit the log (see the warning above)")
 			}
 			if err == nil {
 				kept++
@@ -1199,4 +1213,85 @@ func (e *Engine) snapshotDue(ctx context.Context) {
 			e.log.Error("snapshot failed; the next is tried at the next interval", "err", err)
 		}
 	})
+}
+
+// SnapshotCheck is what CheckSnapshots found about one snapshot file.
+type SnapshotCheck struct {
+	Name    string `json:"name"`
+	Events  uint64 `json:"events"`
+	OK      bool   `json:"ok"`
+	Problem string `json:"problem,omitempty"`
+}
+
+// Loaded names the snapshot Open started from ("" = the whole log).
+func (e *Engine) Loaded() string { return e.snap.loaded }
+
+// CheckSnapshots checks every snapshot file of the store against the log
+// (offline, on an engine that is not running): its checksum; that it loads;
+// that the digest of what it loads is the one it was written with; and that
+// it equals the fold of the log up to the seqs it covers (the digests of
+// both agree). A snapshot that fails is reported, not fatal: Open would skip
+// it. The error is for a check that could not run.
+func (e *Engine) CheckSnapshots() ([]SnapshotCheck, error) {
+	if e.running.Load() {
+		return nil, errors.New("embedded: CheckSnapshots while Run is running")
+	}
+	snaps, err := listSnapshots(snapDir(e.cfg.Dir))
+	if err != nil {
+		return nil, err
+	}
+	cfg := e.cfg
+	cfg.Metrics = telemetry.Discard()
+	cfg.InboxLenMax = 1
+	cfg.Logger = e.log
+	var out []SnapshotCheck
+	for i := range snaps {
+		s := &snaps[i]
+		c := SnapshotCheck{Name: s.name()}
+		fail := func(format string, args ...any) {
+			if c.Problem == "" {
+				c.Problem = fmt.Sprintf(format, args...)
+			}
+		}
+		if err := s.check(); err != nil {
+			fail("%v", err)
+			out = append(out, c)
+			continue
+		}
+		c.Events = s.info().Events
+		hunts, err := e.readHunts()
+		if err != nil {
+			return nil, err
+		}
+		b := newEngine(cfg, e.db, e.db, e.meta)
+		b.snap.building = true
+		if err := b.loadSnapshot(s, hunts); err != nil {
+			fail("does not load: %v", err)
+		} else if d := b.foldDigest(); d != s.hdr.Digest {
+			fail("its state's digest %x is not the %x it was written with", d, s.hdr.Digest)
+		}
+		if c.Problem == "" {
+			f := newEngine(cfg, e.db, e.db, e.meta)
+			f.snap.building = true
+			f.snap.upTo = make([]hunt.Seq, len(s.hdr.Seqs))
+			for p, q := range s.hdr.Seqs {
+				f.snap.upTo[p] = hunt.Seq(q)
+			}
+			if err := f.loadFrom(nil); err != nil {
+				fail("the log up to it does not fold: %v", err)
+			} else {
+				for _, p := range f.parts {
+					if uint64(p.seq) != s.hdr.Seqs[p.id] {
+						fail("covers seq %d of partition %d; the log ends at %d", s.hdr.Seqs[p.id], p.id, p.seq)
+					}
+				}
+				if d := f.foldDigest(); c.Problem == "" && d != s.hdr.Digest {
+					fail("differs from the fold of the log up to the seqs it covers (digest %x, the log's %x)", s.hdr.Digest, d)
+				}
+			}
+		}
+		c.OK = c.Problem == ""
+		out = append(out, c)
+	}
+	return out, nil
 }

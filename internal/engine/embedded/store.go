@@ -53,6 +53,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/cairnhq/cairn/internal/geo"
@@ -513,11 +514,15 @@ func (e *Engine) replay(p *partition, idem bool) error {
 	if p.seq > 0 {
 		// The log must still hold the last event the state covers: a
 		// snapshot ahead of the log is not this log's.
-		_, closer, err := e.rd.Get(eventKey(nil, p.id, p.seq))
+		v, closer, err := e.rd.Get(eventKey(nil, p.id, p.seq))
 		if err != nil {
 			return fmt.Errorf("%w: partition %d: state covers seq %d, not in the log: %v", errSnapshotUnusable, p.id, p.seq, err)
 		}
+		same := xxhash.Sum64(v) == p.lastHash
 		closer.Close()
+		if !same {
+			return fmt.Errorf("%w: partition %d: the log's event %d is not the one the snapshot covers (another store's snapshot?)", errSnapshotUnusable, p.id, p.seq)
+		}
 	}
 	lo := eventKey(nil, p.id, p.seq+1)
 	hi := eventKey(nil, p.id+1, 0)
@@ -529,6 +534,9 @@ func (e *Engine) replay(p *partition, idem bool) error {
 	var ev hunt.Event
 	var want, bk []byte
 	for it.First(); it.Valid(); it.Next() {
+		if e.snap.upTo != nil && p.seq >= e.snap.upTo[p.id] {
+			break
+		}
 		k := it.Key()
 		v, err := it.ValueAndErr()
 		if err != nil {
