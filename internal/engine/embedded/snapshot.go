@@ -92,11 +92,11 @@ type snapHeader struct {
 	Imports    []uint64 `json:"imports"` // per partition: the last import batch it covers
 	// Last is, per partition, the xxhash64 of the stored last event it
 	// covers: a snapshot only fits the very log it was made from.
-	Last []uint64 `json:"last"`
-	Hotspots   uint32   `json:"hotspots"`
-	Grants     uint64   `json:"grants"`
-	Wallets    int      `json:"wallets"`
-	Digest     uint64   `json:"digest"` // foldDigest of the state
+	Last     []uint64 `json:"last"`
+	Hotspots uint32   `json:"hotspots"`
+	Grants   uint64   `json:"grants"`
+	Wallets  int      `json:"wallets"`
+	Digest   uint64   `json:"digest"` // foldDigest of the state
 }
 
 // snapFile is one snapshot file on disk whose checksum has been checked.
@@ -1125,7 +1125,7 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 	}
 	var b *Engine
 	unusable := map[string]bool{} // removed once the new snapshot is written
-	for i := range snaps { // start from the newest usable snapshot
+	for i := range snaps {        // start from the newest usable snapshot
 		s := &snaps[i]
 		err := s.check()
 		if err == nil {
