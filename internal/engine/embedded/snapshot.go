@@ -700,7 +700,9 @@ func (w *snapWriter) str(s string) {
 func (b *Engine) writeSnapshot(dir string, no uint64, hook func() error) (*snapFile, error) {
 	final := filepath.Join(dir, fmt.Sprintf("snap-%016x.cairn", no))
 	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	// A .tmp of this name is a crash's leftover: the store's lock (Pebble's)
+	// keeps any other process out of this directory.
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, err
 	}
