@@ -34,6 +34,7 @@ type serveFlags struct {
 	gcPercent     int
 	idemWindow    time.Duration
 	snapInterval  time.Duration
+	logRetention  time.Duration
 	memLimitMiB   int64
 	redisPool     int
 	redisMode     string
@@ -73,6 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&f.diskFreeMinMiB, "disk-free-min-mib", 256, "embedded: refuse writes (503) while the store's disk has less free space than this, in MiB; -1 = never")
 	fs.DurationVar(&f.idemWindow, "idempotency-window", embedded.IdempotencyWindowDefault, "embedded: how long a decided Idempotency-Key is honoured (retries replay); past it the key is a new request")
 	fs.DurationVar(&f.snapInterval, "snapshot-interval", embedded.SnapshotIntervalDefault, "embedded: write a snapshot of the state this often when the log moved, and one at shutdown, so a restart replays only the log after it; 0 = never (POST /v1/admin/snapshot still writes one)")
+	fs.DurationVar(&f.logRetention, "log-retention", 0, "embedded: drop the log before a snapshot once that snapshot is older than this and than --idempotency-window (the newest snapshot keeps a fallback); 0 = keep everything")
 	fs.IntVar(&f.gcPercent, "gc-percent", -1, "Go GC target percent (-1: GOGC if set, else 400; a soft memory limit keeps it safe)")
 	fs.Int64Var(&f.memLimitMiB, "memory-limit-mib", -1, "Go soft memory limit in MiB (-1: GOMEMLIMIT if set, else 75% of the cgroup's or the machine's memory; 0 = none)")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof on this (loopback) address; off when empty")
@@ -103,6 +105,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if f.idemWindow < time.Second {
 		return fmt.Errorf("--idempotency-window %v: want at least 1s", f.idemWindow)
+	}
+	if f.logRetention < 0 {
+		return fmt.Errorf("--log-retention %v: want 0 (keep everything) or a positive duration", f.logRetention)
 	}
 	if f.snapInterval < 0 || (f.snapInterval > 0 && f.snapInterval < time.Second) {
 		return fmt.Errorf("--snapshot-interval %v: want 0 (never) or at least 1s", f.snapInterval)

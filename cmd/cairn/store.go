@@ -24,6 +24,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 			Dir: filepath.Join(f.data, "store"), Partitions: f.partitions, Logger: log, Metrics: m,
 			FaultHook: f.faultHook, DiskFreeMinBytes: diskFreeMinBytes(f.diskFreeMinMiB),
 			IdempotencyWindow: f.idemWindow, SnapshotInterval: snapshotInterval(f.snapInterval),
+			LogRetention: f.logRetention,
 		})
 		// Loading a big store leaves garbage that a high GC target would
 		// keep in the process for a long time: give it back now, once.

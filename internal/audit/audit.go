@@ -61,6 +61,13 @@ type Source interface {
 	Wallet(ctx context.Context, player hunt.PlayerID) (hunt.Wallet, error)
 }
 
+// based is the optional part of Source whose log may start at a snapshot
+// (engine.Based: the embedded store with --log-retention): LogBase gives
+// what the dropped prefix folded to, and the fold starts from it.
+type based interface {
+	LogBase(ctx context.Context, fn func(*hunt.Event) error) ([]hunt.Seq, time.Time, error)
+}
+
 // Scores is the leaderboard's read side. *leaderboard.Projection satisfies it.
 type Scores interface {
 	Score(h hunt.HuntID, region string, player hunt.PlayerID) (rank int, score int64, ok bool)
@@ -122,6 +129,9 @@ type Report struct {
 	// Rounds is how many times the state was read (more than one when some
 	// of it disagreed with the log at first, under live writes).
 	Rounds int `json:"rounds"`
+	// BaseGrants counts the grants folded from the base of a log truncated
+	// at a snapshot (--log-retention), included in Grants; not in Events.
+	BaseGrants int `json:"base_grants,omitempty"`
 	// Snapshots are the offline check's findings about the embedded
 	// store's snapshot files (AddSnapshot); absent online.
 	Snapshots []SnapshotStatus `json:"snapshots,omitempty"`
@@ -238,6 +248,8 @@ type fold struct {
 	// closing is set for the last read of the log: its spends are not held
 	// to the credits (their credits may lie past the end of the read).
 	closing bool
+	// baseRead is set once the source's base (a truncated log's start) is folded.
+	baseRead bool
 }
 
 func newFold() *fold {
@@ -282,8 +294,22 @@ func (f *fold) after() []hunt.Seq {
 	return out
 }
 
-// read folds the log from where the fold stands to its end as src has it now.
+// read folds the log from where the fold stands to its end as src has it
+// now (first the base of a truncated log, where src has one).
 func (f *fold) read(ctx context.Context, src Source, r *Report) error {
+	if b, ok := src.(based); ok && !f.baseRead {
+		f.baseRead = true
+		after, _, err := b.LogBase(ctx, func(e *hunt.Event) error {
+			f.applyBase(r, e)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("audit: read the log's base: %w", err)
+		}
+		for p, s := range after {
+			f.lastSeq[geo.Partition(p)] = s
+		}
+	}
 	var after []hunt.Seq
 	if len(f.lastSeq) > 0 {
 		after = f.after()
@@ -489,6 +515,36 @@ func (f *fold) apply(r *Report, e *hunt.Event) {
 	}
 }
 
+// applyBase folds one event of a truncated log's base: a grant (I1, I2,
+// credits, points) or a player's spends before the log's start. They have
+// no seq and no idempotency key.
+func (f *fold) applyBase(r *Report, e *hunt.Event) {
+	w := f.wallets[e.Player]
+	if w == nil {
+		w = &wallet{}
+		f.wallets[e.Player] = w
+	}
+	switch {
+	case e.Kind == hunt.KindClaimCompleted && e.Outcome == hunt.Granted:
+		r.Grants++
+		r.BaseGrants++
+		f.granted[spotKey{e.Hunt, e.Hotspot}]++
+		f.seen(f.holders, f.grantHash(e))
+		w.credits += e.Reward
+		f.points[scoreKey{e.Hunt, e.Player}] += e.Points
+	case e.Kind == hunt.KindSpendCompleted && e.Outcome == hunt.Spent:
+		w.spent += e.Amount
+		if e.Balance < 0 {
+			r.violate(I4, "player %s: the log's base leaves balance %d < 0", e.Player, e.Balance)
+		}
+		if b := e.Balance + w.spent; b > w.claimed {
+			w.claimed, w.claimedAt = b, e.Epoch
+		}
+	default:
+		r.violate(I7, "the log's base holds an event of kind %d, outcome %s", e.Kind, e.Outcome)
+	}
+}
+
 func (f *fold) idemHash(e *hunt.Event) uint64 {
 	var h maphash.Hash
 	h.SetSeed(f.seed)
@@ -540,6 +596,19 @@ func (f *fold) confirmDuplicates(ctx context.Context, src Source, r *Report) err
 	firstGrant := map[dupKey]hunt.Epoch{}
 	keyUses := map[dupKey][]use{}
 	var keyOrder []dupKey
+	if b, ok := src.(based); ok { // a truncated log's grants before its start
+		_, _, err := b.LogBase(ctx, func(e *hunt.Event) error {
+			if e.Kind == hunt.KindClaimCompleted && e.Outcome == hunt.Granted {
+				if _, ok := f.suspects[f.grantHash(e)]; ok {
+					firstGrant[dupKey{I2, string(e.Player), string(e.Hunt), string(e.Hotspot)}] = e.Epoch
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("audit: re-read the log's base for duplicates: %w", err)
+		}
+	}
 	err := src.Events(ctx, nil, func(e *hunt.Event) error {
 		if e.Epoch.Seq > f.lastSeq[e.Epoch.Partition] {
 			return nil // written after the fold's reads: not folded

@@ -39,6 +39,17 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context) (SnapshotInfo, error)
 }
 
+// Based is implemented by a store whose log may have been truncated at a
+// snapshot (the embedded store with --log-retention). LogBase calls fn with
+// what the dropped prefix folded to: one granted ClaimCompleted per grant
+// (epoch seq 0) and one SpendCompleted per player of what it spent before;
+// Events then continues after the returned seqs. after is nil when the log
+// is whole (fn is not called). Folds of the log (the audit, the
+// leaderboard) start from it.
+type Based interface {
+	LogBase(ctx context.Context, fn func(*hunt.Event) error) (after []hunt.Seq, at time.Time, err error)
+}
+
 // SnapshotInfo describes a snapshot written.
 type SnapshotInfo struct {
 	Name     string    `json:"name"`

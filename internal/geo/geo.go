@@ -8,6 +8,7 @@ package geo
 import (
 	"errors"
 	"math"
+	"strings"
 
 	"github.com/mmcloughlin/geohash"
 )
@@ -195,4 +196,32 @@ func MinDistanceM(lat, lon float64, b Box) float64 {
 		d = math.Max(d, math.Asin(math.Min(1, cos*x)))
 	}
 	return d * earthRadiusM
+}
+
+const base32Alphabet = "0123456789bcdefghjkmnpqrstuvwxyz"
+
+// HashToBits is the integer form (5 bits per character) of a geohash of at
+// most 12 characters; ok is false for another character or length.
+func HashToBits(s string) (bits uint64, ok bool) {
+	if len(s) > 12 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		v := strings.IndexByte(base32Alphabet, s[i])
+		if v < 0 {
+			return 0, false
+		}
+		bits = bits<<5 | uint64(v)
+	}
+	return bits, true
+}
+
+// BitsToHash is the inverse of HashToBits for a geohash of chars characters.
+func BitsToHash(bits uint64, chars int) string {
+	b := make([]byte, chars)
+	for i := chars - 1; i >= 0; i-- {
+		b[i] = base32Alphabet[bits&31]
+		bits >>= 5
+	}
+	return string(b)
 }

@@ -139,3 +139,18 @@ func TestDecodeCenter(t *testing.T) {
 		}
 	}
 }
+
+// TestHashBitsRoundTrip: HashToBits and BitsToHash are inverses, and agree
+// with EncodeBits on the cell of a point.
+func TestHashBitsRoundTrip(t *testing.T) {
+	for _, p := range [][2]float64{{48.8566, 2.3522}, {-33.86, 151.2}, {89.9, -179.9}, {0, 0}} {
+		s := Encode(p[0], p[1], GeohashLen)
+		b, ok := HashToBits(s)
+		if !ok || b != EncodeBits(p[0], p[1], HashBits) || BitsToHash(b, GeohashLen) != s {
+			t.Fatalf("%v: %q -> %x (%v), EncodeBits %x, back %q", p, s, b, ok, EncodeBits(p[0], p[1], HashBits), BitsToHash(b, GeohashLen))
+		}
+	}
+	if _, ok := HashToBits("abc"); ok { // 'a' is not in the alphabet
+		t.Fatal(`HashToBits("abc") ok; want false`)
+	}
+}

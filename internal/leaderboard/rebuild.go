@@ -50,6 +50,13 @@ func (p *Projection) Rebuild(ctx context.Context, src Source) error {
 		notify(p.in.ready) // the applier may have held items back
 	}()
 
+	if err := p.rebuildBase(ctx, src, after); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	after = slices.Clone(p.mu.applied)
+	p.mu.Unlock()
+
 	chunk := make([]replayed, 0, rebuildChunkLenMax)
 	events, grants := 0, 0
 	err := src.Events(ctx, after, func(ev *hunt.Event) error {
@@ -76,6 +83,61 @@ func (p *Projection) Rebuild(ctx context.Context, src Source) error {
 		return fmt.Errorf("leaderboard: rebuild after %d events: %w", events, err)
 	}
 	p.log.Info("leaderboard: rebuilt from the log", "events", events, "grants", grants, "duration", p.clock().Sub(start))
+	return nil
+}
+
+// based is the optional part of Source whose log may start at a snapshot
+// (engine.Based).
+type based interface {
+	LogBase(ctx context.Context, fn func(*hunt.Event) error) ([]hunt.Seq, time.Time, error)
+}
+
+// rebuildBase applies the grants of a truncated log's base (what the log
+// dropped folded to) when the projection has applied nothing yet, and moves
+// the watermarks to where the log starts.
+func (p *Projection) rebuildBase(ctx context.Context, src Source, applied []hunt.Seq) error {
+	b, ok := src.(based)
+	if !ok || slices.ContainsFunc(applied, func(s hunt.Seq) bool { return s > 0 }) {
+		return nil
+	}
+	var chunk []grant
+	flush := func() {
+		p.mu.Lock()
+		for i := range chunk {
+			p.stageLocked(&chunk[i])
+		}
+		p.flushLocked()
+		p.mu.Unlock()
+		clear(chunk)
+		chunk = chunk[:0]
+	}
+	n := 0
+	after, at, err := b.LogBase(ctx, func(ev *hunt.Event) error {
+		if !isGrant(ev) {
+			return nil
+		}
+		chunk = append(chunk, grantOf(ev))
+		n++
+		if len(chunk) == rebuildChunkLenMax {
+			flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("leaderboard: rebuild from the log's base: %w", err)
+	}
+	flush()
+	if after == nil {
+		return nil
+	}
+	p.mu.Lock()
+	for part, s := range after {
+		if part < p.parts && s > p.mu.applied[part] {
+			p.advanceLocked(geo.Partition(part), s, at)
+		}
+	}
+	p.mu.Unlock()
+	p.log.Info("leaderboard: rebuilt the log's base (it starts at a snapshot)", "grants", n)
 	return nil
 }
 

@@ -68,6 +68,17 @@ func (ps *players) put(i uint32) {
 type grants struct {
 	table []uint64 // 0 empty
 	n     int
+	// meta, kept by a snapshot builder only (keepMeta), is what each grant's
+	// event said beyond the pair, in the slot of its key: what a log
+	// truncated at a snapshot still owes its readers (retention.go).
+	meta     []grantMeta
+	keepMeta bool
+}
+
+// grantMeta is a grant's geohash (geo.HashToBits of the event's), reward and points.
+type grantMeta struct {
+	gh             uint64
+	reward, points uint32
 }
 
 func grantKey(spot, player uint32) uint64 { return uint64(spot+1)<<32 | uint64(player) }
@@ -94,28 +105,43 @@ func (g *grants) has(k uint64) bool {
 	}
 }
 
-// add inserts k, which must not be in the set.
-func (g *grants) add(k uint64) {
+// add inserts k, which must not be in the set, with m when meta is kept.
+func (g *grants) add(k uint64, m grantMeta) {
 	if (g.n+1)*2 > len(g.table) {
-		old := g.table
-		g.table = make([]uint64, max(64, len(old)*2))
-		for _, x := range old {
-			if x != 0 {
-				g.put(x)
-			}
-		}
+		g.grow(max(64, len(g.table)*2))
 	}
-	g.put(k)
+	j := g.put(k)
+	if g.keepMeta {
+		g.meta[j] = m
+	}
 	g.n++
 }
 
-func (g *grants) put(k uint64) {
+// grow rehashes the set into a table of size slots.
+func (g *grants) grow(size int) {
+	old, oldMeta := g.table, g.meta
+	g.table = make([]uint64, size)
+	if g.keepMeta {
+		g.meta = make([]grantMeta, size)
+	}
+	for i, x := range old {
+		if x != 0 {
+			j := g.put(x)
+			if g.keepMeta {
+				g.meta[j] = oldMeta[i]
+			}
+		}
+	}
+}
+
+func (g *grants) put(k uint64) int {
 	mask := uint64(len(g.table) - 1)
 	j := mix(k) & mask
 	for g.table[j] != 0 {
 		j = (j + 1) & mask
 	}
 	g.table[j] = k
+	return int(j)
 }
 
 // each calls fn for every pair (tests).

@@ -39,13 +39,15 @@ const (
 	FaultBeforeAnswer = "before-answer" // the committer: published and delivered to sinks, callers not yet woken
 	// FaultSnapshotWrite: a snapshot file is half written (snapshot.go).
 	FaultSnapshotWrite = "snapshot-write"
+	// FaultTruncate: the log's new start is recorded, nothing of it deleted yet (retention.go).
+	FaultTruncate = "truncate"
 )
 
 // FaultPoints lists every Fault* point. A new point is a constant above, one
 // e.hook(point) call where the engine reaches it, and an entry here: the
 // test hooks of `cairn serve` (cmd/cairn/faulthook.go, built only with the
 // cairnfault tag) accept every point in this list, with no change there.
-var FaultPoints = []string{FaultMidBatch, FaultBeforeCommit, FaultAfterCommit, FaultBeforeAnswer, FaultSnapshotWrite}
+var FaultPoints = []string{FaultMidBatch, FaultBeforeCommit, FaultAfterCommit, FaultBeforeAnswer, FaultSnapshotWrite, FaultTruncate}
 
 // ErrConfig wraps every problem Validate reports.
 var ErrConfig = errors.New("invalid embedded engine config")
@@ -94,6 +96,10 @@ type Config struct {
 	// as it stops. Zero means SnapshotIntervalDefault; negative turns
 	// periodic and final snapshots off (Snapshot still writes one).
 	SnapshotInterval time.Duration
+	// LogRetention: once a snapshot is older than this and than the
+	// idempotency window, the log before it is dropped, except the newest
+	// snapshot's fallback (retention.go). Zero keeps the whole log.
+	LogRetention time.Duration
 	// Clock gives the time of decisions, read once per batch (default time.Now).
 	Clock func() time.Time
 	// Logger receives lifecycle and failure logs, never per-request ones (default: discard).
@@ -122,6 +128,9 @@ func (c Config) Validate() error {
 	}
 	if c.InboxLenMax < 0 || c.InboxLenMax > InboxLenLimit {
 		bad("inbox length %d not in [1, %d] (0 = default)", c.InboxLenMax, InboxLenLimit)
+	}
+	if c.LogRetention < 0 {
+		bad("log retention %v is negative (0 = keep everything)", c.LogRetention)
 	}
 	if c.IdempotencyWindow < 0 || (c.IdempotencyWindow > 0 && c.IdempotencyWindow < time.Second) {
 		bad("idempotency window %v not at least 1s (0 = default)", c.IdempotencyWindow)

@@ -92,6 +92,7 @@ type Engine struct {
 	committer atomic.Pointer[committer] // the same, for other goroutines (Snapshot)
 
 	snap snapState
+	base atomic.Pointer[logBase] // where the log was truncated (retention.go); nil: whole
 
 	hunts   huntRegistry
 	spots   hotspotTable
@@ -157,6 +158,10 @@ func Open(cfg Config) (*Engine, error) {
 		db.Close()
 		return nil, fmt.Errorf("embedded: load %s: %w", cfg.Dir, err)
 	}
+	if err := e.dropPrefix(); err != nil { // finish a truncation a crash cut short
+		db.Close()
+		return nil, fmt.Errorf("embedded: finish truncating the log: %w", err)
+	}
 	e.log.Info("embedded store opened", "dir", cfg.Dir, "partitions", m.Partitions,
 		"prefix_len", m.PrefixLen, "snapshot", e.snap.loaded, "load", time.Since(start))
 	return e, nil
@@ -175,6 +180,7 @@ func newEngine(cfg Config, db *pebble.DB, rd reader, m meta) *Engine {
 	}
 	e.diskMin.Store(cfg.DiskFreeMinBytes)
 	e.idem.init(db, cfg.IdempotencyWindow, cfg.IdemCacheLenMax, cfg.IdemKeysExpected)
+	e.idem.gone = func(p geo.Partition, seq hunt.Seq) bool { return seq < e.logStartOf(p) }
 	e.hunts.init()
 	e.spots.init()
 	gauges := telemetry.PartitionGauges(cfg.Metrics.InboxDepth, m.Partitions)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
 )
 
@@ -63,7 +64,12 @@ func (p *partition) apply(ev *hunt.Event, spot uint32) (uint32, error) {
 			}
 			decided++
 			t.setDecided(spot, decided)
-			p.grants.add(k)
+			var m grantMeta
+			if p.grants.keepMeta {
+				m.gh, _ = geo.HashToBits(ev.Geohash)
+				m.reward, m.points = uint32(ev.Reward), uint32(ev.Points)
+			}
+			p.grants.add(k, m)
 			p.e.pos.update(posKey{ev.Player, ev.Hunt}, position{lat: ev.Lat, lon: ev.Lon, at: ev.At, epoch: ev.Epoch})
 		}
 		granted = decided

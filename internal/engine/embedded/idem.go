@@ -87,6 +87,8 @@ type idemIndex struct {
 	// restored is set when the filters come from a snapshot (snapshot.go):
 	// they cover the keys of the events it covers, and replay adds the rest.
 	restored bool
+	// gone reports an event dropped from the log (retention.go).
+	gone func(p geo.Partition, seq hunt.Seq) bool
 }
 
 func (x *idemIndex) init(db *pebble.DB, window time.Duration, cacheLen, keysExpected int) {
@@ -282,6 +284,11 @@ func (x *idemIndex) read(k idemKey, b int64, cutoff time.Time) (*entry, error) {
 		closer.Close()
 		if !ok {
 			return nil, fmt.Errorf("%w: key %x: malformed idempotency record", ErrCorrupt, key)
+		}
+		if x.gone != nil && x.gone(p, seq) {
+			// Dropped by the log's retention, which keeps every event of
+			// the window: this decision is past it, so a new request.
+			return nil, nil
 		}
 		ev, err := x.event(p, seq)
 		if err != nil {

@@ -92,6 +92,9 @@ type partition struct {
 	lastSeq atomic.Uint64
 	lastAt  atomic.Int64 // unix ns of the last committed batch's decision time; 0 = none
 
+	// logStart is the first seq still in the log (0 or 1: all of it; retention.go).
+	logStart atomic.Uint64
+
 	// pubImports is the number of the last import batch published.
 	pubImports atomic.Uint64
 	adds       []spatialAdd // the committer's scratch for publish

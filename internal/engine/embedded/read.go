@@ -114,7 +114,8 @@ func (e *Engine) Wallet(ctx context.Context, player hunt.PlayerID) (hunt.Wallet,
 }
 
 // Ledger returns up to limit (capped at engine.LedgerLimitMax) of the
-// player's wallet changes, newest first, read from the l/ index.
+// player's wallet changes, newest first, read from the l/ index: those in
+// the log (with --log-retention, the retained part).
 func (e *Engine) Ledger(ctx context.Context, player hunt.PlayerID, limit int) ([]hunt.LedgerEntry, error) {
 	if e.closed.Load() {
 		return nil, engine.ErrClosed
@@ -135,6 +136,9 @@ func (e *Engine) Ledger(ctx context.Context, player hunt.PlayerID, limit int) ([
 		ek, err := it.ValueAndErr()
 		if err != nil {
 			return nil, err
+		}
+		if e.eventGone(ek) {
+			continue // before the log's start: its key is being dropped
 		}
 		v, closer, err := e.db.Get(ek)
 		if err != nil {
@@ -164,6 +168,8 @@ func (e *Engine) Events(ctx context.Context, after []hunt.Seq, fn func(*hunt.Eve
 		if from == math.MaxUint64 {
 			continue
 		}
+		// Below the log's start: dropped, or being dropped (retention.go).
+		from = max(from, e.logStartOf(p.id)-1)
 		err := func() error {
 			it, err := e.db.NewIterWithContext(ctx, &pebble.IterOptions{
 				LowerBound: eventKey(nil, p.id, from+1), UpperBound: eventKey(nil, p.id+1, 0)})

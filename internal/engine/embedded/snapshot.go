@@ -246,6 +246,22 @@ func (d *snapReader) bytes(n int64) []byte {
 	return b
 }
 
+// skip reads past n bytes.
+func (d *snapReader) skip(n int64) {
+	if d.err != nil {
+		return
+	}
+	if n < 0 || n > d.left {
+		d.fail("a length of %d bytes runs past the end of the file", n)
+		return
+	}
+	if _, err := d.r.Discard(int(n)); err != nil {
+		d.fail("read: %v", err)
+		return
+	}
+	d.left -= n
+}
+
 func (d *snapReader) u8() uint8 {
 	if b := d.bytes(1); b != nil {
 		return b[0]
@@ -553,7 +569,12 @@ func (p *partition) readSnap(d *snapReader, seq, imports uint64) {
 	for size < ng*2+2 {
 		size *= 2
 	}
-	p.grants = grants{table: make([]uint64, size)}
+	keep := p.grants.keepMeta
+	p.grants = grants{table: make([]uint64, size), keepMeta: keep}
+	if keep {
+		p.grants.meta = make([]grantMeta, size)
+	}
+	slots := make([]int32, 0, min(ng, 1<<20)) // the slot of each grant, for its meta (builders)
 	n := p.e.spots.len()
 	for left := ng; left > 0 && d.err == nil; {
 		k := min(left, 8192)
@@ -568,10 +589,25 @@ func (p *partition) readSnap(d *snapReader, seq, imports uint64) {
 				d.fail("partition %d: grant %x out of range or repeated", p.id, g)
 				return
 			}
-			p.grants.put(g)
+			slot := p.grants.put(g)
+			if keep {
+				slots = append(slots, int32(slot))
+			}
 			p.grants.n++
 		}
 		left -= k
+	}
+	if !keep {
+		d.skip(int64(ng) * 16)
+	} else {
+		for i := 0; i < ng && d.err == nil; i++ {
+			b := d.bytes(16)
+			if b == nil {
+				return
+			}
+			p.grants.meta[slots[i]] = grantMeta{gh: binary.LittleEndian.Uint64(b), reward: binary.LittleEndian.Uint32(b[8:]),
+				points: binary.LittleEndian.Uint32(b[12:])}
+		}
 	}
 	p.seq = hunt.Seq(seq)
 	p.imports = imports
@@ -904,6 +940,14 @@ func (p *partition) writeSnap(w *snapWriter) {
 			w.u64(g)
 		}
 	}
+	// Then each grant's meta, in the same order (a builder keeps them).
+	for j, g := range p.grants.table {
+		if g != 0 {
+			w.u64(p.grants.meta[j].gh)
+			w.u32(p.grants.meta[j].reward)
+			w.u32(p.grants.meta[j].points)
+		}
+	}
 }
 
 func (b *Engine) writeSnapWallets(w *snapWriter) {
@@ -1120,11 +1164,7 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 	bcfg := e.cfg
 	bcfg.Metrics = telemetry.Discard()
 	bcfg.InboxLenMax = 1
-	newBuilder := func() *Engine {
-		b := newEngine(bcfg, e.db, ps, e.meta)
-		b.snap.building = true
-		return b
-	}
+	newBuilder := func() *Engine { return newBuilderEngine(bcfg, e.db, ps, e.meta) }
 	var b *Engine
 	unusable := map[string]bool{} // removed once the new snapshot is written
 	for i := range snaps {        // start from the newest usable snapshot
@@ -1162,6 +1202,14 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 	}
 	e.snap.mark.Store(mark)
 	e.pruneSnapshots(dir, unusable)
+	base := e.baseName()
+	if err := e.retain(dir); err != nil {
+		// The snapshot stands; the log stays longer than asked.
+		e.log.Error("truncating the log failed; it is retried after the next snapshot", "err", err)
+	}
+	if e.baseName() != base {
+		e.pruneSnapshots(dir, nil) // the former base
+	}
 	info := f.info()
 	took := time.Since(start)
 	info.TookMs = took.Milliseconds()
@@ -1170,15 +1218,20 @@ func (e *Engine) Snapshot(ctx context.Context) (SnapshotInfo, error) {
 	return info, nil
 }
 
-// pruneSnapshots keeps the newest snapshot (just written) and the newest
-// snapKeep-1 older ones whose checksum holds and that did not turn out
-// unusable (does not fit this log) as the builder's base, and removes the
-// rest and any .tmp file a crash left.
+// pruneSnapshots keeps the newest snapshot (just written), the log's base
+// (retention.go), and, up to snapKeep in all, the newest older ones whose
+// checksum holds and that did not turn out unusable (do not fit this log)
+// as the builder's base; it removes the rest and any .tmp file a crash left.
 func (e *Engine) pruneSnapshots(dir string, unusable map[string]bool) {
 	snaps, _ := listSnapshots(dir)
 	kept := 0
+	base := e.baseName()
 	for i := range snaps {
 		s := &snaps[i]
+		if s.name() == base {
+			kept++ // the log starts at it: kept while it is the base
+			continue
+		}
 		if kept < snapKeep {
 			err := error(nil)
 			if i > 0 {
@@ -1201,6 +1254,17 @@ func (e *Engine) pruneSnapshots(dir string, unusable map[string]bool) {
 	for _, t := range tmps {
 		os.Remove(t)
 	}
+}
+
+// newBuilderEngine is an engine that loads from rd to write a snapshot (or
+// to read one whole): no spatial index, grants with their meta.
+func newBuilderEngine(cfg Config, db *pebble.DB, rd reader, m meta) *Engine {
+	b := newEngine(cfg, db, rd, m)
+	b.snap.building = true
+	for _, p := range b.parts {
+		p.grants.keepMeta = true
+	}
+	return b
 }
 
 // snapshotDue runs a snapshot in the background when the log moved since
@@ -1232,7 +1296,9 @@ func (e *Engine) Loaded() string { return e.snap.loaded }
 // (offline, on an engine that is not running): its checksum; that it loads;
 // that the digest of what it loads is the one it was written with; and that
 // it equals the fold of the log up to the seqs it covers (the digests of
-// both agree). A snapshot that fails is reported, not fatal: Open would skip
+// both agree), folded from the log's base where the log was truncated (the
+// base itself is then held to nothing but its own digest: the log before
+// it is gone). A snapshot that fails is reported, not fatal: Open would skip
 // it. The error is for a check that could not run.
 func (e *Engine) CheckSnapshots() ([]SnapshotCheck, error) {
 	if e.running.Load() {
@@ -1265,23 +1331,34 @@ func (e *Engine) CheckSnapshots() ([]SnapshotCheck, error) {
 		if err != nil {
 			return nil, err
 		}
-		b := newEngine(cfg, e.db, e.db, e.meta)
-		b.snap.building = true
+		b := newBuilderEngine(cfg, e.db, e.db, e.meta)
 		if err := b.loadSnapshot(s, hunts); err != nil {
 			fail("does not load: %v", err)
 		} else if d := b.foldDigest(); d != s.hdr.Digest {
 			fail("its state's digest %x is not the %x it was written with", d, s.hdr.Digest)
 		}
-		if c.Problem == "" {
-			f := newEngine(cfg, e.db, e.db, e.meta)
-			f.snap.building = true
+		base := e.base.Load()
+		if c.Problem == "" && (base == nil || s.name() != base.Snapshot) {
+			// The reference: the log up to its seqs, folded from the start,
+			// or from the base where the log was truncated.
+			f := newBuilderEngine(cfg, e.db, e.db, e.meta)
 			f.snap.upTo = make([]hunt.Seq, len(s.hdr.Seqs))
 			for p, q := range s.hdr.Seqs {
 				f.snap.upTo[p] = hunt.Seq(q)
 			}
-			if err := f.loadFrom(nil); err != nil {
-				fail("the log up to it does not fold: %v", err)
-			} else {
+			var from *snapFile
+			if base != nil {
+				from = &snapFile{path: filepath.Join(snapDir(e.cfg.Dir), base.Snapshot)}
+				if err := from.check(); err != nil {
+					fail("the log's base %s, which it is compared from, is unusable: %v", base.Snapshot, err)
+				}
+			}
+			if c.Problem == "" {
+				if err := f.loadFrom(from); err != nil {
+					fail("the log up to it does not fold: %v", err)
+				}
+			}
+			if c.Problem == "" {
 				for _, p := range f.parts {
 					if uint64(p.seq) != s.hdr.Seqs[p.id] {
 						fail("covers seq %d of partition %d; the log ends at %d", s.hdr.Seqs[p.id], p.id, p.seq)

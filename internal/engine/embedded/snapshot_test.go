@@ -23,6 +23,7 @@ type snapWorld struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncBuffer
+	mod    []func(*Config)
 }
 
 type syncBuffer struct {
@@ -42,8 +43,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newSnapWorld(t *testing.T, dir string) *snapWorld {
-	w := &snapWorld{t: t, dir: dir, logs: &syncBuffer{}}
+func newSnapWorld(t *testing.T, dir string, mod ...func(*Config)) *snapWorld {
+	w := &snapWorld{t: t, dir: dir, logs: &syncBuffer{}, mod: mod}
 	w.open()
 	w.run()
 	c := context.Background()
@@ -64,7 +65,11 @@ func newSnapWorld(t *testing.T, dir string) *snapWorld {
 }
 
 func (w *snapWorld) open() {
-	e, err := Open(Config{Dir: w.dir, Partitions: 4, Logger: slog.New(slog.NewTextHandler(w.logs, nil))})
+	cfg := Config{Dir: w.dir, Partitions: 4, Logger: slog.New(slog.NewTextHandler(w.logs, nil))}
+	for _, m := range w.mod {
+		m(&cfg)
+	}
+	e, err := Open(cfg)
 	if err != nil {
 		w.t.Fatalf("Open = %v\n%s", err, w.logs)
 	}

@@ -280,6 +280,9 @@ func (e *Engine) loadFrom(s *snapFile) error {
 	if err != nil {
 		return err
 	}
+	if err := e.readLogStart(); err != nil {
+		return err
+	}
 	now := e.now()
 	if s != nil {
 		if err := e.loadSnapshot(s, hunts); err != nil {
@@ -294,6 +297,9 @@ func (e *Engine) loadFrom(s *snapFile) error {
 		}
 		if err := e.loadDefs(); err != nil {
 			return err
+		}
+		if b := e.base.Load(); b != nil {
+			return fmt.Errorf("%w: the log was truncated at snapshot %s and no usable snapshot covers its start", ErrCorrupt, b.Snapshot)
 		}
 	}
 	if err := e.loadImportCounts(); err != nil {
@@ -511,9 +517,13 @@ func (e *Engine) loadDefTail() error {
 // With idem set, it also adds each event's idempotency key to the filters
 // (a start from a snapshot, whose filters cover the keys before it).
 func (e *Engine) replay(p *partition, idem bool) error {
-	if p.seq > 0 {
+	if start := e.logStartOf(p.id); p.seq+1 < start {
+		return fmt.Errorf("%w: partition %d: state at seq %d, but the log starts at %d", errSnapshotUnusable, p.id, p.seq, start)
+	}
+	if p.seq > 0 && p.seq+1 > e.logStartOf(p.id) {
 		// The log must still hold the last event the state covers: a
-		// snapshot ahead of the log is not this log's.
+		// snapshot ahead of the log is not this log's. (Where the log was
+		// truncated right after it, the event is gone: nothing to compare.)
 		v, closer, err := e.rd.Get(eventKey(nil, p.id, p.seq))
 		if err != nil {
 			return fmt.Errorf("%w: partition %d: state covers seq %d, not in the log: %v", errSnapshotUnusable, p.id, p.seq, err)
