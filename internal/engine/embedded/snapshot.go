@@ -172,6 +172,13 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
+// snapNo is the number in a snapshot file's name (0 if it has none).
+func snapNo(name string) uint64 {
+	hex, _ := strings.CutPrefix(name, "snap-")
+	n, _ := strconv.ParseUint(strings.TrimSuffix(hex, ".cairn"), 16, 64)
+	return n
+}
+
 // check verifies s's checksum and reads its header.
 func (s *snapFile) check() error {
 	f, err := os.Open(s.path)
@@ -1226,13 +1233,15 @@ func (e *Engine) pruneSnapshots(dir string, unusable map[string]bool) {
 	snaps, _ := listSnapshots(dir)
 	kept := 0
 	base := e.baseName()
+	older := false // past the base: its log is gone, so it can never be loaded
 	for i := range snaps {
 		s := &snaps[i]
 		if s.name() == base {
 			kept++ // the log starts at it: kept while it is the base
+			older = true
 			continue
 		}
-		if kept < snapKeep {
+		if kept < snapKeep && !older {
 			err := error(nil)
 			if i > 0 {
 				err = s.check()
@@ -1338,7 +1347,9 @@ func (e *Engine) CheckSnapshots() ([]SnapshotCheck, error) {
 			fail("its state's digest %x is not the %x it was written with", d, s.hdr.Digest)
 		}
 		base := e.base.Load()
-		if c.Problem == "" && (base == nil || s.name() != base.Snapshot) {
+		// The base, or older: the log before it is gone.
+		before := base != nil && s.no <= snapNo(base.Snapshot)
+		if c.Problem == "" && !before {
 			// The reference: the log up to its seqs, folded from the start,
 			// or from the base where the log was truncated.
 			f := newBuilderEngine(cfg, e.db, e.db, e.meta)
