@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cairnhq/cairn/internal/geo"
 	"github.com/cairnhq/cairn/internal/hunt"
@@ -243,6 +244,22 @@ func (t *hotspotTable) setDef(i uint32, d spotDef) {
 	c.points[k].Store(d.points)
 	c.window[k].Store(d.window)
 	c.ver.Add(1)
+}
+
+// loadDef sets hotspot i's definition and granted (and decided) count
+// with plain stores, for Open only: nothing reads the table before Open
+// returns, and the atomics' locked instructions were most of a snapshot's
+// load (the layout of atomic.Int32/Uint32 is that of int32/uint32).
+func (t *hotspotTable) loadDef(i uint32, d spotDef, granted uint32) {
+	c, k := t.chunk(i), i&(chunkLen-1)
+	(*[chunkLen]int32)(unsafe.Pointer(&c.lat))[k] = d.lat
+	(*[chunkLen]int32)(unsafe.Pointer(&c.lon))[k] = d.lon
+	(*[chunkLen]uint32)(unsafe.Pointer(&c.tickets))[k] = d.tickets
+	(*[chunkLen]uint32)(unsafe.Pointer(&c.reward))[k] = d.reward
+	(*[chunkLen]uint32)(unsafe.Pointer(&c.points))[k] = d.points
+	(*[chunkLen]uint32)(unsafe.Pointer(&c.window))[k] = d.window
+	(*[chunkLen]uint32)(unsafe.Pointer(&c.granted))[k] = granted
+	c.decided[k] = granted
 }
 
 func (t *hotspotTable) granted(i uint32) uint32 { return t.chunk(i).granted[i&(chunkLen-1)].Load() }

@@ -476,10 +476,7 @@ func (e *Engine) readSnapHotspots(d *snapReader, n uint32) {
 				d.fail("hotspot %d is out of range", base+k)
 				return
 			}
-			i := t.add(hs[k], id, geo.Partition(parts[k]), false)
-			t.setDef(i, def)
-			t.setGranted(i, granted)
-			t.setDecided(i, granted)
+			t.loadDef(t.add(hs[k], id, geo.Partition(parts[k]), false), def, granted)
 		}
 	}
 	if d.err == nil {

@@ -185,9 +185,11 @@ func appendDef(dst []byte, p geo.Partition, s *hunt.Hotspot) []byte {
 	return append(dst, s.Geohash...)
 }
 
+var errBadDef = errors.New("malformed hotspot definition")
+
 // decodeDef is the inverse of appendDef; s.Hunt and s.ID come from the key.
 func decodeDef(b []byte, s *hunt.Hotspot) (geo.Partition, error) {
-	bad := errors.New("malformed hotspot definition")
+	bad := errBadDef
 	if len(b) < 1 || b[0] != defVersion {
 		return 0, bad
 	}
@@ -432,7 +434,7 @@ func (e *Engine) loadDefs() error {
 		def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
 		i := t.add(he.ord, sid, p, false) // store keys are unique; indexed below
 		d := t.compact(&def)
-		t.setDef(i, d)
+		t.loadDef(i, d, 0)
 		sl := byHunt[he.ord]
 		if sl == nil {
 			sl = &spatialLoad{}
