@@ -16,7 +16,8 @@ import (
 )
 
 // openEngine opens the store --store names: the embedded Pebble store under
-// <data>/store, or a Redis engine for redis:// and rediss:// URLs.
+// <data>/store, or a Redis engine for redis:// and rediss:// URLs (one
+// Redis) and redis-cluster:// and rediss-cluster:// URLs (a Redis Cluster).
 func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetry.Metrics) (engine.Engine, error) {
 	switch {
 	case f.store == "embedded":
@@ -30,7 +31,8 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 		// keep in the process for a long time: give it back now, once.
 		debug.FreeOSMemory()
 		return e, err
-	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://"):
+	case strings.HasPrefix(f.store, "redis://") || strings.HasPrefix(f.store, "rediss://") ||
+		strings.HasPrefix(f.store, "redis-cluster://") || strings.HasPrefix(f.store, "rediss-cluster://"):
 		var direct bool
 		switch f.redisMode {
 		case "direct":
@@ -39,12 +41,22 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 		default:
 			return nil, fmt.Errorf("--redis-mode %q: want direct or stream", f.redisMode)
 		}
+		// The flag's -1 is the mode's default (Config's 0); its 0 asks no
+		// replica in either mode (Config's negative).
+		replicas := f.redisReplicas
+		switch {
+		case replicas < 0:
+			replicas = 0
+		case replicas == 0:
+			replicas = -1
+		}
 		return redis.Open(ctx, redis.Config{
 			URL: f.store, PoolSize: f.redisPool, Partitions: f.partitions,
-			AllowVolatile: f.allowVolatile, Direct: direct, MinReplicas: f.redisReplicas, Logger: log, Metrics: m,
+			AllowVolatile: f.allowVolatile, Direct: direct, MinReplicas: replicas, Logger: log, Metrics: m,
 		})
 	default:
-		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db or rediss://host:port/db", f.store)
+		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db, rediss://host:port/db, "+
+			"redis-cluster://host:port[,host:port...] or rediss-cluster://...", redactStore(f.store))
 	}
 }
 
@@ -66,4 +78,14 @@ func diskFreeMinBytes(mib int64) int64 {
 		return -1 // 0 MiB free is no margin at all: the check is off
 	}
 	return mib << 20
+}
+
+// redactStore hides a password in a --store value for messages.
+func redactStore(s string) string {
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			return scheme + "://xxxxx@" + rest[at+1:]
+		}
+	}
+	return s
 }

@@ -84,6 +84,20 @@ func TestVerifyUnderLoadRedis(t *testing.T) {
 	verifyWhileLoading(t, bin, p.base, violation{audit.I7, fmt.Sprintf("hotspot %s/%s tickets_left ", parts[3], parts[4])})
 }
 
+// TestVerifyUnderLoadCluster is TestVerifyUnderLoad on a 3+3 Redis Cluster
+// (--store redis-cluster://...): the audit passes while claims split over
+// two slots are being decided and credited.
+func TestVerifyUnderLoadCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the binary, a Redis Cluster and a load run")
+	}
+	c := redistest.StartCluster(t, 3, 1500*time.Millisecond)
+	bin := cairnBinary(t)
+	p := startServe(t, bin, t.TempDir(), freeAddr(t), "--store", c.URL())
+	defer p.kill()
+	verifyWhileLoading(t, bin, p.base, violation{})
+}
+
 type violation struct {
 	Invariant string `json:"invariant"`
 	Detail    string `json:"detail"`

@@ -32,9 +32,13 @@ func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
 	if err != nil {
 		return fmt.Errorf("redis engine: encode hunt: %w", err)
 	}
+	decision := []any{"sa", formatNS20(h.StartsAt), "ea", formatNS20(h.EndsAt),
+		"r", formatFloat(h.ClaimRadiusM), "v", formatFloat(h.MaxSpeedMps)}
+	if e.cc != nil {
+		return e.putHuntCluster(ctx, h.ID, j, decision)
+	}
 	pipe := e.rdb.TxPipeline()
-	pipe.HSet(ctx, keyHunt(h.ID), "j", j, "sa", formatNS20(h.StartsAt), "ea", formatNS20(h.EndsAt),
-		"r", formatFloat(h.ClaimRadiusM), "v", formatFloat(h.MaxSpeedMps))
+	pipe.HSet(ctx, keyHunt(h.ID), append([]any{"j", j}, decision...)...)
 	pipe.SAdd(ctx, keyHunts, string(h.ID))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return e.callErr("put hunt", err)
@@ -42,9 +46,32 @@ func (e *Engine) PutHunt(ctx context.Context, h hunt.Hunt) error {
 	return nil
 }
 
+// putHuntCluster writes a hunt to a cluster: its decision fields to a copy
+// in every partition's slot first (the claim Function reads them there),
+// then the hunt, then the list of hunts. Not atomic across slots: a failed
+// call leaves some copies new and is answered with an error, and the retry
+// the caller makes converges; while copies differ, claims in different
+// partitions may see the old or the new window, radius or speed.
+func (e *Engine) putHuntCluster(ctx context.Context, id hunt.HuntID, j []byte, decision []any) error {
+	pipe := e.rdb.Pipeline()
+	for p := range e.cfg.Partitions {
+		pipe.HSet(ctx, huntCopy(geo.Partition(p), id), decision...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return e.callErr("put hunt", err)
+	}
+	if err := e.rdb.HSet(ctx, e.ks.hunt(id), append([]any{"j", j}, decision...)...).Err(); err != nil {
+		return e.callErr("put hunt", err)
+	}
+	if err := e.rdb.SAdd(ctx, keyHunts, string(id)).Err(); err != nil {
+		return e.callErr("put hunt", err)
+	}
+	return nil
+}
+
 // Hunt returns a hunt or hunt.ErrUnknownHunt.
 func (e *Engine) Hunt(ctx context.Context, id hunt.HuntID) (hunt.Hunt, error) {
-	j, err := e.rdb.HGet(ctx, keyHunt(id), "j").Bytes()
+	j, err := e.rdb.HGet(ctx, e.ks.hunt(id), "j").Bytes()
 	if errors.Is(err, goredis.Nil) {
 		return hunt.Hunt{}, hunt.ErrUnknownHunt
 	}
@@ -68,7 +95,7 @@ func (e *Engine) Hunts(ctx context.Context) ([]hunt.Hunt, error) {
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*goredis.StringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGet(ctx, keyHunt(hunt.HuntID(id)), "j")
+		cmds[i] = pipe.HGet(ctx, e.ks.hunt(hunt.HuntID(id)), "j")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, e.callErr("list hunts", err)
@@ -114,6 +141,9 @@ func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.H
 	}
 	ctx, cancel := context.WithTimeout(ctx, importTimeoutCalls*e.cfg.CallTimeout)
 	defer cancel()
+	if e.cc != nil {
+		return e.importCluster(ctx, id, args[2:])
+	}
 	msg, err := e.big.FCall(ctx, "cairn_import", []string{keyHunt(id), keyHsIndex(id), keyGeo(id)}, args...).Text()
 	if err != nil {
 		return e.callErr("import hotspots", err)
@@ -124,6 +154,103 @@ func (e *Engine) ImportHotspots(ctx context.Context, id hunt.HuntID, hs []hunt.H
 			return err
 		}
 		return codeErr(a.code)
+	}
+	return nil
+}
+
+// importCluster is ImportHotspots on a cluster, in single-slot steps: read
+// the partitions the index has pinned, upsert the hotspots in each
+// partition's slot (cairn_import_hotspots), then pin and index them in the
+// hunt's slot (cairn_import_index). A hotspot pinned meanwhile to another
+// partition (a concurrent first import of it elsewhere) is written there and
+// indexed again. Each step is idempotent: an import that fails part way is
+// answered with an error and a retry completes it; until then the hotspots
+// written but not yet indexed are neither listed nor claimable.
+// flat holds 10 values per hotspot: id partition lat lon tickets reward points opens closes geohash.
+func (e *Engine) importCluster(ctx context.Context, id hunt.HuntID, flat []any) error {
+	n, err := e.big.Exists(ctx, e.ks.hunt(id)).Result()
+	if err != nil {
+		return e.callErr("import hotspots", err)
+	}
+	if n == 0 {
+		return hunt.ErrUnknownHunt
+	}
+	ids := make([]string, 0, len(flat)/10)
+	for i := 0; i < len(flat); i += 10 {
+		ids = append(ids, flat[i].(string))
+	}
+	pinned, err := e.big.HMGet(ctx, e.ks.hsIndex(id), ids...).Result()
+	if err != nil {
+		return e.callErr("import hotspots", err)
+	}
+	for i, v := range pinned {
+		if s, ok := v.(string); ok {
+			p, err := strconv.ParseUint(s, 10, 32)
+			if err != nil || p >= uint64(e.cfg.Partitions) {
+				return fmt.Errorf("%w: hotspot index %s/%s holds %q", errCorrupt, id, ids[i], s)
+			}
+			flat[10*i+1] = p
+		}
+	}
+	todo := make([]int, len(ids))
+	for i := range todo {
+		todo[i] = i
+	}
+	for round := 0; len(todo) > 0; round++ {
+		if round == 3 {
+			return fmt.Errorf("%w: import hotspots: the index keeps moving %d hotspots", engine.ErrUnavailable, len(todo))
+		}
+		byPart := map[uint64][]int{}
+		for _, i := range todo {
+			p := flat[10*i+1].(uint64)
+			byPart[p] = append(byPart[p], i)
+		}
+		pipe := e.big.Pipeline()
+		var cmds []*goredis.Cmd
+		for p, is := range byPart {
+			args := []any{string(id), p, len(is)}
+			for _, i := range is {
+				args = append(args, flat[10*i], flat[10*i+2], flat[10*i+3], flat[10*i+4], flat[10*i+5], flat[10*i+6],
+					flat[10*i+7], flat[10*i+8], flat[10*i+9])
+			}
+			cmds = append(cmds, pipe.FCall(ctx, "cairn_import_hotspots", []string{keySeq(geo.Partition(p))}, args...))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return e.callErr("import hotspots", err)
+		}
+		args := []any{len(todo)}
+		for _, i := range todo {
+			args = append(args, flat[10*i], flat[10*i+1], flat[10*i+9])
+		}
+		res, err := e.big.FCall(ctx, "cairn_import_index",
+			[]string{e.ks.hunt(id), e.ks.hsIndex(id), e.ks.geo(id), e.ks.hsGeohash(id)}, args...).Result()
+		if err != nil {
+			return e.callErr("import hotspots", err)
+		}
+		if s, ok := res.(string); ok {
+			a, err := parseAnswer(s)
+			if err != nil {
+				return err
+			}
+			return codeErr(a.code)
+		}
+		moved, _ := res.([]any)
+		at := make(map[string]int, len(todo))
+		for _, i := range todo {
+			at[flat[10*i].(string)] = i
+		}
+		todo = todo[:0]
+		for k := 0; k+1 < len(moved); k += 2 {
+			sid, _ := moved[k].(string)
+			ps, _ := moved[k+1].(string)
+			p, err := strconv.ParseUint(ps, 10, 32)
+			i, ok := at[sid]
+			if err != nil || !ok || p >= uint64(e.cfg.Partitions) {
+				return fmt.Errorf("%w: import index answered %v", errCorrupt, moved)
+			}
+			flat[10*i+1] = p
+			todo = append(todo, i)
+		}
 	}
 	return nil
 }
@@ -161,7 +288,7 @@ func hotspotView(h hunt.HuntID, id hunt.HotspotID, v []any) (hunt.HotspotView, b
 
 // Hotspots calls fn for every hotspot of a hunt; see engine.Engine.
 func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.HotspotView) error) error {
-	n, err := e.rdb.Exists(ctx, keyHunt(id)).Result()
+	n, err := e.rdb.Exists(ctx, e.ks.hunt(id)).Result()
 	if err != nil {
 		return e.callErr("list hotspots", err)
 	}
@@ -170,7 +297,7 @@ func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.Hots
 	}
 	var cursor uint64
 	for {
-		kv, next, err := e.rdb.HScan(ctx, keyHsIndex(id), cursor, "", 512).Result()
+		kv, next, err := e.rdb.HScan(ctx, e.ks.hsIndex(id), cursor, "", 512).Result()
 		if err != nil {
 			return e.callErr("list hotspots", err)
 		}
@@ -208,7 +335,7 @@ func (e *Engine) Hotspots(ctx context.Context, id hunt.HuntID, fn func(hunt.Hots
 
 // Wallet returns the player's balance (zero for an unknown player).
 func (e *Engine) Wallet(ctx context.Context, player hunt.PlayerID) (hunt.Wallet, error) {
-	v, err := e.rdb.HMGet(ctx, keyWallet(player), "b", "p", "s").Result()
+	v, err := e.rdb.HMGet(ctx, e.ks.wallet(player), "b", "p", "s").Result()
 	if err != nil {
 		return hunt.Wallet{}, e.callErr("wallet", err)
 	}
@@ -229,7 +356,7 @@ func (e *Engine) Ledger(ctx context.Context, player hunt.PlayerID, limit int) ([
 		return nil, hunt.Invalid("limit", "must be positive")
 	}
 	limit = min(limit, engine.LedgerLimitMax)
-	recs, err := e.rdb.LRange(ctx, keyLedger(player), 0, int64(limit-1)).Result()
+	recs, err := e.rdb.LRange(ctx, e.ks.ledger(player), 0, int64(limit-1)).Result()
 	if err != nil {
 		return nil, e.callErr("ledger", err)
 	}

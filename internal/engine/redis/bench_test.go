@@ -60,7 +60,7 @@ func benchCall(hs []hunt.Hotspot) (string, []string, []string) {
 	r := request{kind: 'c', p: 0, rid: "bench.1", player: req.Player, key: req.Key,
 		fp: strconv.FormatUint(req.Fingerprint(), 10), hunt: req.Hunt, hotspot: req.Hotspot, lat: formatFloat(req.Lat), lon: formatFloat(req.Lon)}
 	r.p = geo.PartitionOf(s.Geohash, geo.PrefixLenDefault, 64)
-	fn, keys, args := r.fcall(time.Now(), "")
+	fn, keys, args := r.fcall(keyspace{}, time.Now(), "")
 	sargs := make([]string, len(args))
 	for i, a := range args {
 		sargs[i] = fmt.Sprint(a)

@@ -1,5 +1,5 @@
 #!lua name=cairn
--- cairn-version: 5
+-- cairn-version: 6
 --
 -- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
 -- REPLACE by internal/engine/redis when the library in Redis is missing or
@@ -224,20 +224,20 @@ local function wallet_touch(kwal, now_ms, part, seq)
   end
 end
 
--- KEYS: hunt, hotspot, claimers, seq, log, idem, wallet, ledger, pos, req
--- ARGV: player key fp hunt hotspot lat lon now_ns20 now_s now_ns now_ms partition entry group chan rid
-local function claim_decide(keys, a)
-  local khunt, khs, kcl, kseq, klog, kidem, kwal, kled, kpos = unpack(keys, 1, 9)
+-- claim_core decides a claim and applies its partition's effects: the log
+-- append first (nothing written if it fails), then the ticket (I1) and the
+-- claimer (I2). last is the player's last granted position in the hunt
+-- ("<lat> <lon> <unix s> <ns>") or false. Answers seq, event, outcome,
+-- reward; or nil and the answer to return ('err <code>' or an error reply).
+-- ARGV 1-12: player key fp hunt hotspot lat lon now_ns20 now_s now_ns now_ms partition
+local function claim_core(khunt, khs, kcl, kseq, klog, a, last)
   local player, key, fp, hunt_id, hs_id, lat_s, lon_s = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-  local now20, now_s, now_ns, now_ms, part, rid = a[8], tonumber(a[9]), tonumber(a[10]), a[11], a[12], a[16]
-
-  local rec = redis.call('HGET', kidem, key)
-  if rec then return replay(kidem, key, rec, fp) end
+  local now20, now_s, now_ns, now_ms, part = a[8], tonumber(a[9]), tonumber(a[10]), a[11], a[12]
 
   local h = redis.call('HMGET', khunt, 'sa', 'ea', 'r', 'v')
-  if not h[3] then return 'err unknown_hunt' end
+  if not h[3] then return nil, 'err unknown_hunt' end
   local s = redis.call('HMGET', khs, 'la', 'lo', 't', 'g', 'rw', 'pt', 'oa', 'ca', 'gh')
-  if not s[1] then return 'err unknown_hotspot' end
+  if not s[1] then return nil, 'err unknown_hotspot' end
 
   local lat, lon = tonumber(lat_s), tonumber(lon_s)
   local tickets, granted = tonumber(s[3]), tonumber(s[4])
@@ -254,15 +254,12 @@ local function claim_decide(keys, a)
   else
     outcome = GRANTED
     local vmax = tonumber(h[4])
-    if vmax > 0 then
-      local last = redis.call('HGET', kpos, hunt_id)
-      if last then
-        local l = fields(last)
-        local dt = seconds_between(now_s, now_ns, tonumber(l[3]), tonumber(l[4]))
-        if dt < MOVEMENT_GRACE_S then dt = MOVEMENT_GRACE_S end
-        if distance_m(tonumber(l[1]), tonumber(l[2]), lat, lon) / dt > vmax then
-          outcome = IMPLAUSIBLE
-        end
+    if vmax > 0 and last then
+      local l = fields(last)
+      local dt = seconds_between(now_s, now_ns, tonumber(l[3]), tonumber(l[4]))
+      if dt < MOVEMENT_GRACE_S then dt = MOVEMENT_GRACE_S end
+      if distance_m(tonumber(l[1]), tonumber(l[2]), lat, lon) / dt > vmax then
+        outcome = IMPLAUSIBLE
       end
     end
   end
@@ -275,16 +272,32 @@ local function claim_decide(keys, a)
     return event(KIND_CLAIM, outcome, part, seq, now_ms, player, key, fp, hunt_id, hs_id, lat_s, lon_s, s[9],
       reward, points, int(left), '0', '0', '')
   end)
-  if not seq then return e end
+  if not seq then return nil, e end
   if outcome == GRANTED then
     redis.call('HINCRBY', khs, 'g', 1)
     redis.call('SADD', kcl, player)
+  end
+  return seq, e, outcome, reward
+end
+
+-- KEYS: hunt, hotspot, claimers, seq, log, idem, wallet, ledger, pos, req
+-- ARGV: player key fp hunt hotspot lat lon now_ns20 now_s now_ns now_ms partition entry group chan rid
+local function claim_decide(keys, a)
+  local khunt, khs, kcl, kseq, klog, kidem, kwal, kled, kpos = unpack(keys, 1, 9)
+  local key, fp, hunt_id, lat_s, lon_s, now_ms, part, rid = a[2], a[3], a[4], a[6], a[7], a[11], a[12], a[16]
+
+  local rec = redis.call('HGET', kidem, key)
+  if rec then return replay(kidem, key, rec, fp) end
+
+  local seq, e, outcome, reward = claim_core(khunt, khs, kcl, kseq, klog, a, redis.call('HGET', kpos, hunt_id))
+  if not seq then return e end
+  if outcome == GRANTED then
     redis.call('HSET', kpos, hunt_id, lat_s .. ' ' .. lon_s .. ' ' .. a[9] .. ' ' .. a[10])
   end
   if outcome == GRANTED and reward ~= '0' then -- a grant without reward leaves the wallet alone, as embedded does
     redis.call('HINCRBY', kwal, 'b', reward)
     wallet_touch(kwal, now_ms, part, seq)
-    ledger_push(kled, table.concat({ 'claim', part, seq, now_ms, reward, hunt_id, hs_id, '' }, ' '))
+    ledger_push(kled, table.concat({ 'claim', part, seq, now_ms, reward, hunt_id, a[5], '' }, ' '))
   end
   redis.call('HSET', kidem, key, fp .. ' ' .. part .. ' ' .. seq .. ' ' .. rid)
   return 'ok ' .. rid .. ' ' .. e
@@ -324,6 +337,174 @@ end
 
 local function spend(keys, a)
   return finish(keys[6], a[9], a[8], a[10], a[11], spend_decide(keys, a))
+end
+
+-- Redis Cluster: a claim whose player keys (in the slot of the player's
+-- spend partition) and hotspot (in its partition's slot) are in different
+-- slots is three single-slot calls, each idempotent by the claim's key
+-- (docs/REDIS.md): reserve (player slot), decide (partition slot), credit
+-- (player slot). A player's idempotency record is "<fp> <partition> 0 -"
+-- while the claim is reserved and not yet credited.
+
+-- Reserve the key for this request, or refuse a key used for another one,
+-- and answer the player's last granted position in the hunt ('' if none).
+-- The record is written in every case (the same value when present), so a
+-- WAIT after this call covers it.
+-- KEYS: idem, pos. ARGV: key fp partition hunt
+local function reserve(keys, a)
+  local kidem, kpos = keys[1], keys[2]
+  local rec = redis.call('HGET', kidem, a[1])
+  if rec then
+    if fields(rec)[1] ~= a[2] then return 'err key_reused' end
+  else
+    rec = a[2] .. ' ' .. a[3] .. ' 0 -'
+  end
+  redis.call('HSET', kidem, a[1], rec)
+  return 'ok ' .. (redis.call('HGET', kpos, a[4]) or '')
+end
+
+-- Decide a reserved claim in its partition's slot: its own idempotency
+-- record ("<player> <key>" -> "<fp> <seq> <rid>") makes a second call a
+-- replay; otherwise as cairn_claim without the player's keys, with the last
+-- position from the reserve.
+-- KEYS: hunt copy, hotspot, claimers, seq, log, partition idem
+-- ARGV: player key fp hunt hotspot lat lon now_ns20 now_s now_ns now_ms partition rid last
+local function decide(keys, a)
+  local kpidem, klog = keys[6], keys[5]
+  local field = a[1] .. ' ' .. a[2]
+  local rec = redis.call('HGET', kpidem, field)
+  if rec then
+    local r = fields(rec)
+    if r[1] ~= a[3] then return 'err key_reused' end
+    redis.call('HSET', kpidem, field, rec)
+    local id = r[2] .. '-0'
+    local got = redis.call('XRANGE', klog, id, id)
+    if #got == 0 then
+      return redis.error_reply('ERR cairn: partition idempotency record ' .. rec .. ' points at a missing event')
+    end
+    return 'ok ' .. r[3] .. ' ' .. got[1][2][2]
+  end
+  local last = a[14]
+  if last == '' then last = false end
+  local seq, e = claim_core(keys[1], keys[2], keys[3], keys[4], keys[5], a, last)
+  if not seq then return e end
+  redis.call('HSET', kpidem, field, a[3] .. ' ' .. seq .. ' ' .. a[13])
+  return 'ok ' .. a[13] .. ' ' .. e
+end
+
+-- Credit a decided claim to its player, once: unless the player's record
+-- is already final, apply the grant (last position if newer, wallet, ledger)
+-- and make the record final "<fp> <partition> <seq> <rid>". A rejection
+-- only makes the record final. Answers 1 when applied, 0 when it was already.
+-- KEYS: idem, wallet, ledger, pos. ARGV: rid (of the deciding request) event
+local function credit(keys, a)
+  local kidem, kwal, kled, kpos = keys[1], keys[2], keys[3], keys[4]
+  local f = fields(a[2])
+  local outcome, part, seq, at_ms, key, fp = tonumber(f[3]), f[4], f[5], f[6], f[8], f[9]
+  local hunt_id, hs_id, lat_s, lon_s, reward = f[10], f[11], f[12], f[13], f[15]
+  if tonumber(f[2]) ~= KIND_CLAIM or not reward then
+    return redis.error_reply('ERR cairn: credit of a record that is not a claim: ' .. a[2])
+  end
+  local rec = redis.call('HGET', kidem, key)
+  if rec then
+    local r = fields(rec)
+    if r[1] ~= fp then
+      return redis.error_reply('ERR cairn: credit of ' .. key .. ': the key holds another request ' .. rec)
+    end
+    if r[3] ~= '0' then
+      redis.call('HSET', kidem, key, rec) -- a write, for the caller's WAIT
+      return 0
+    end
+  end
+  if outcome == GRANTED then
+    local ms = tonumber(at_ms)
+    local s, ns = math.floor(ms / 1000), (ms % 1000) * 1000000
+    local cur = redis.call('HGET', kpos, hunt_id)
+    local newer = true
+    if cur then
+      local c = fields(cur)
+      local cs, cns = tonumber(c[3]), tonumber(c[4])
+      newer = s > cs or (s == cs and ns >= cns)
+    end
+    if newer then redis.call('HSET', kpos, hunt_id, lat_s .. ' ' .. lon_s .. ' ' .. int(s) .. ' ' .. int(ns)) end
+    if reward ~= '0' then
+      redis.call('HINCRBY', kwal, 'b', reward)
+      wallet_touch(kwal, at_ms, part, seq)
+      ledger_push(kled, table.concat({ 'claim', part, seq, at_ms, reward, hunt_id, hs_id, '' }, ' '))
+    end
+  end
+  redis.call('HSET', kidem, key, fp .. ' ' .. part .. ' ' .. seq .. ' ' .. a[1])
+  return 1
+end
+
+-- The sweeper's read: the cursor and the events of the log past it (at most
+-- ARGV[1]). The cursor is written (the same value) so that a WAIT after this
+-- call proves every event returned is on the replicas.
+-- KEYS: credited, log. ARGV: count
+local function sweep_read(keys, a)
+  local cur = redis.call('GET', keys[1]) or '0'
+  redis.call('SET', keys[1], cur)
+  local out = { cur }
+  for _, m in ipairs(redis.call('XRANGE', keys[2], '(' .. cur .. '-0', '+', 'COUNT', a[1])) do
+    out[#out + 1] = m[2][2]
+  end
+  return out
+end
+
+-- Advance the sweeper's cursor to ARGV[1] unless it is already past it.
+-- KEYS: credited
+local function sweep_advance(keys, a)
+  if tonumber(redis.call('GET', keys[1]) or '0') < tonumber(a[1]) then
+    redis.call('SET', keys[1], a[1])
+    return 1
+  end
+  return 0
+end
+
+-- Cluster import, step 1 (each partition's slot): upsert hotspots whose
+-- partition is ARGV[2]; tickets never below granted (I1).
+-- KEYS: the partition's seq (for routing). ARGV: hunt partition n, then n times:
+-- id lat lon tickets reward points opens_ns20 closes_ns20 geohash
+local function import_hotspots(_, a)
+  local hunt_id, part, n = a[1], a[2], tonumber(a[3])
+  for j = 0, n - 1 do
+    local i = 4 + j * 9
+    local id, tickets = a[i], a[i + 3]
+    local khs = 'cairn:{p' .. part .. '}:hs:' .. hunt_id .. ':' .. id
+    local g = redis.call('HGET', khs, 'g')
+    if g and tonumber(tickets) < tonumber(g) then tickets = g end
+    redis.call('HSET', khs, 'la', a[i + 1], 'lo', a[i + 2], 't', tickets, 'rw', a[i + 4], 'pt', a[i + 5],
+      'oa', a[i + 6], 'ca', a[i + 7], 'gh', a[i + 8])
+    redis.call('HSETNX', khs, 'g', 0)
+  end
+  return 'ok'
+end
+
+-- Cluster import, step 2 (the hunt's slot): pin each hotspot's partition and
+-- update the geo index. A hotspot already pinned to another partition than
+-- the one given is skipped and answered as {id, pinned partition}, so the
+-- caller writes it there and calls again.
+-- KEYS: hunt, hotspot index, geo index, hotspot geohashes. ARGV: n, then n times: id partition geohash
+local function import_index(keys, a)
+  local khunt, kidx, kgeo, kgh = keys[1], keys[2], keys[3], keys[4]
+  if redis.call('EXISTS', khunt) == 0 then return 'err unknown_hunt' end
+  local moved = {}
+  for j = 0, tonumber(a[1]) - 1 do
+    local i = 2 + j * 3
+    local id, part, gh = a[i], a[i + 1], a[i + 2]
+    local pinned = redis.call('HGET', kidx, id)
+    if pinned and pinned ~= part then
+      moved[#moved + 1] = id
+      moved[#moved + 1] = pinned
+    else
+      if not pinned then redis.call('HSET', kidx, id, part) end
+      local old = redis.call('HGET', kgh, id)
+      if old and old ~= gh then redis.call('ZREM', kgeo, old .. '|' .. id .. '|' .. part) end
+      redis.call('ZADD', kgeo, 0, gh .. '|' .. id .. '|' .. part)
+      redis.call('HSET', kgh, id, gh)
+    end
+  end
+  return moved
 end
 
 -- Upsert hotspots of one hunt. A hotspot keeps the partition of its first
@@ -427,4 +608,11 @@ redis.register_function('cairn_spend', spend)
 redis.register_function('cairn_import', import)
 redis.register_function('cairn_trim', trim)
 redis.register_function('cairn_dead', dead)
+redis.register_function('cairn_reserve', reserve)
+redis.register_function('cairn_decide', decide)
+redis.register_function('cairn_credit', credit)
+redis.register_function('cairn_sweep_read', sweep_read)
+redis.register_function('cairn_sweep_advance', sweep_advance)
+redis.register_function('cairn_import_hotspots', import_hotspots)
+redis.register_function('cairn_import_index', import_index)
 redis.register_function { function_name = 'cairn_distance', callback = distance, flags = { 'no-writes' } }

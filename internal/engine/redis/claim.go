@@ -89,17 +89,17 @@ func parseRequest(p geo.Partition, m goredis.XMessage) (request, error) {
 
 // fcall is the Function call that decides r at now; entry is the stream
 // entry to acknowledge with the decision ("" in direct mode).
-func (r *request) fcall(now time.Time, entry string) (fn string, keys []string, args []any) {
+func (r *request) fcall(ks keyspace, now time.Time, entry string) (fn string, keys []string, args []any) {
 	ps := strconv.FormatUint(uint64(r.p), 10)
 	ms := strconv.FormatInt(now.UnixMilli(), 10)
 	if r.kind == 's' {
 		return "cairn_spend",
-			[]string{keySeq(r.p), keyLog(r.p), keyIdem(r.player), keyWallet(r.player), keyLedger(r.player), keyReq(r.p)},
+			[]string{keySeq(r.p), keyLog(r.p), ks.idem(r.player), ks.wallet(r.player), ks.ledger(r.player), keyReq(r.p)},
 			[]any{string(r.player), r.key, r.fp, r.amount, r.reason, ms, ps, entry, Group, r.ch, r.rid}
 	}
 	return "cairn_claim",
-		[]string{keyHunt(r.hunt), keyHotspot(r.p, r.hunt, r.hotspot), keyClaimers(r.p, r.hunt, r.hotspot),
-			keySeq(r.p), keyLog(r.p), keyIdem(r.player), keyWallet(r.player), keyLedger(r.player), keyPos(r.player), keyReq(r.p)},
+		[]string{ks.claimHunt(r.p, r.hunt), keyHotspot(r.p, r.hunt, r.hotspot), keyClaimers(r.p, r.hunt, r.hotspot),
+			keySeq(r.p), keyLog(r.p), ks.idem(r.player), ks.wallet(r.player), ks.ledger(r.player), ks.pos(r.player), keyReq(r.p)},
 		[]any{string(r.player), r.key, r.fp, string(r.hunt), string(r.hotspot), r.lat, r.lon,
 			formatNS20(now), strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), ms, ps, entry, Group, r.ch, r.rid}
 }
@@ -176,13 +176,13 @@ func (e *Engine) hotspotPartition(ctx context.Context, h hunt.HuntID, s hunt.Hot
 		cctx, cancel := e.avail.callContext(context.WithoutCancel(ctx))
 		defer cancel()
 		cctx, sp := startCall(cctx, "redis HGET")
-		idx := e.ap.HGet(cctx, keyHsIndex(h), string(s))
+		idx := e.ap.HGet(cctx, e.ks.hsIndex(h), string(s))
 		endCall(sp, idx.Err())
 		if err := idx.Err(); err != nil && !errors.Is(err, goredis.Nil) {
 			return nil, e.callErr("find hotspot", err)
 		}
 		if errors.Is(idx.Err(), goredis.Nil) {
-			ex, err := e.ap.Exists(cctx, keyHunt(h)).Result()
+			ex, err := e.ap.Exists(cctx, e.ks.hunt(h)).Result()
 			if err != nil {
 				return nil, e.callErr("find hunt", err)
 			}
@@ -284,8 +284,11 @@ func (e *Engine) submit(ctx context.Context, r *request, kind hunt.EventKind) (h
 func (e *Engine) decideDirect(ctx context.Context, r *request) (string, error) {
 	cctx, cancel := e.avail.callContext(ctx)
 	defer cancel()
+	if e.cc != nil {
+		return e.decideCluster(ctx, r)
+	}
 	start := time.Now()
-	fn, keys, args := r.fcall(e.now(), "")
+	fn, keys, args := r.fcall(e.ks, e.now(), "")
 	cctx, sp := startCall(cctx, "redis FCALL")
 	if e.cfg.MinReplicas > 0 {
 		msg, err := e.decideReplicated(ctx, cctx, start, fn, keys, args)
@@ -512,7 +515,7 @@ func (e *Engine) recheck(ctx context.Context, age time.Duration) {
 	pipe := e.rdb.Pipeline()
 	recs := make([]*goredis.StringCmd, len(ws))
 	for i, w := range ws {
-		recs[i] = pipe.HGet(cctx, keyIdem(w.player), w.key)
+		recs[i] = pipe.HGet(cctx, e.ks.idem(w.player), w.key)
 	}
 	if _, err := pipe.Exec(cctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return

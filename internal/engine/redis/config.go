@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairnhq/cairn/internal/geo"
@@ -19,7 +22,10 @@ import (
 // Config configures one node's Redis engine. Zero values mean the defaults
 // given on each field. Validate reports every problem at once.
 type Config struct {
-	// URL is redis://[user:password@]host:port/db or rediss:// (TLS).
+	// URL is redis://[user:password@]host:port/db or rediss:// (TLS) for one
+	// Redis (with its replicas), or redis-cluster://[user:password@]host:port[,host:port...]
+	// or rediss-cluster:// (TLS) for a Redis Cluster: the addresses are seeds,
+	// the client learns the rest of the cluster from them.
 	URL string
 	// PoolSize is the number of connections for commands (claims, reads,
 	// admin); default 10 per GOMAXPROCS. Blocking stream reads have their own
@@ -67,9 +73,11 @@ type Config struct {
 	// MinReplicas: a claim or spend is answered only after its write reached
 	// at least this many replicas (WAIT on the connection that wrote it), or
 	// refused with engine.ErrUnavailable (503; the decision stands and a
-	// retry with the same key replays it); default 0 (no replica asked).
-	// Needs Direct: the stream pipeline publishes answers from inside the
-	// Function, before a WAIT could run.
+	// retry with the same key replays it); default 0 (no replica asked) for
+	// one Redis, 1 for a cluster (WAIT on the shard that took the write); a
+	// negative value asks no replica in either. Needs Direct: the stream
+	// pipeline publishes answers from inside the Function, before a WAIT
+	// could run.
 	MinReplicas int
 	// ReplicaTimeout bounds the wait for MinReplicas; default CallTimeout/2.
 	ReplicaTimeout time.Duration
@@ -113,6 +121,12 @@ func (c Config) withDefaults() Config {
 	c.InflightMax = cmp.Or(c.InflightMax, InflightMaxDefault)
 	c.CallTimeout = cmp.Or(c.CallTimeout, CallTimeoutDefault)
 	c.ReplicaTimeout = cmp.Or(c.ReplicaTimeout, c.CallTimeout/2)
+	switch {
+	case c.MinReplicas < 0:
+		c.MinReplicas = 0
+	case c.MinReplicas == 0 && c.cluster():
+		c.MinReplicas = 1
+	}
 	c.HealthInterval = cmp.Or(c.HealthInterval, HealthIntervalDefault)
 	c.MaintenanceInterval = cmp.Or(c.MaintenanceInterval, MaintenanceIntervalDefault)
 	// Defaults that must be built (a random consumer name, metrics) are
@@ -137,8 +151,15 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("redis config: "+format, args...)) }
-	if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		bad("url %q must look like redis://host:port/db or rediss://...", redactURL(c.URL))
+	if c.cluster() {
+		if _, err := parseClusterURL(c.URL); err != nil {
+			bad("%v", err)
+		}
+		if !c.Direct {
+			bad("a cluster needs direct mode: the request streams and answers by Pub/Sub are not built for Redis Cluster")
+		}
+	} else if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		bad("url %q must look like redis://host:port/db, rediss://..., or redis-cluster://host:port[,host:port...]", redactURL(c.URL))
 	}
 	if c.PoolSize < 0 {
 		bad("pool size %d must be >= 0", c.PoolSize)
@@ -188,8 +209,71 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// cluster reports whether URL names a Redis Cluster.
+func (c Config) cluster() bool {
+	return strings.HasPrefix(c.URL, "redis-cluster://") || strings.HasPrefix(c.URL, "rediss-cluster://")
+}
+
+// clusterURL is a parsed redis-cluster:// or rediss-cluster:// URL.
+type clusterURL struct {
+	addrs    []string
+	user     string
+	password string
+	tls      bool
+	host     string // of the first address, for TLS server name checks
+}
+
+// clusterAddrsMax bounds the seed addresses of a cluster URL.
+const clusterAddrsMax = 64
+
+// parseClusterURL reads redis-cluster://[user:password@]host:port[,host:port...]
+// (rediss-cluster:// for TLS). A cluster has one database, so the path is
+// empty (or /0); no query parameters.
+func parseClusterURL(s string) (clusterURL, error) {
+	var cu clusterURL
+	rest, ok := strings.CutPrefix(s, "redis-cluster://")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "rediss-cluster://"); !ok {
+			return cu, fmt.Errorf("cluster url %q must start with redis-cluster:// or rediss-cluster://", redactURL(s))
+		}
+		cu.tls = true
+	}
+	// The redacted form for messages: the user info is dropped.
+	shown := s
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		shown = strings.SplitN(s, "://", 2)[0] + "://" + rest[at+1:]
+		info, err := url.PathUnescape(rest[:at])
+		if err != nil {
+			return cu, fmt.Errorf("cluster url %q: user info: %v", shown, err)
+		}
+		cu.user, cu.password, _ = strings.Cut(info, ":")
+		rest = rest[at+1:]
+	}
+	hosts, path, _ := strings.Cut(rest, "/")
+	if path != "" && path != "0" || strings.Contains(hosts, "?") {
+		return cu, fmt.Errorf("cluster url %q: no database (a cluster has only 0) and no query parameters", shown)
+	}
+	for _, a := range strings.Split(hosts, ",") {
+		h, p, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(p); err != nil || h == "" || perr != nil || n < 1 || n > 65535 {
+			return cu, fmt.Errorf("cluster url %q: address %q must be host:port", shown, a)
+		}
+		if cu.host == "" {
+			cu.host = h
+		}
+		cu.addrs = append(cu.addrs, a)
+	}
+	if len(cu.addrs) > clusterAddrsMax {
+		return cu, fmt.Errorf("cluster url %q: %d addresses, at most %d", shown, len(cu.addrs), clusterAddrsMax)
+	}
+	return cu, nil
+}
+
 // redactURL hides a password in URL for messages.
 func redactURL(s string) string {
+	if at := strings.LastIndex(s, "@"); at >= 0 && (strings.HasPrefix(s, "redis-cluster://") || strings.HasPrefix(s, "rediss-cluster://")) {
+		return strings.SplitN(s, "://", 2)[0] + "://xxxxx@" + s[at+1:]
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable)"

@@ -131,7 +131,7 @@ func (e *Engine) process(ctx context.Context, es []entry) {
 			e.log.Warn("redis engine: poison request entry left pending", "stream", e.reqKeys[en.p], "err", err)
 			continue
 		}
-		fn, keys, args := r.fcall(now, en.msg.ID)
+		fn, keys, args := r.fcall(e.ks, now, en.msg.ID)
 		cmds = append(cmds, pipe.FCall(cctx, fn, keys, args...))
 	}
 	if len(cmds) == 0 {

@@ -24,6 +24,27 @@ import (
 // identical answers: same error, outcome, replay flag, epoch, amounts and
 // tickets left; then the same wallets and hotspots.
 func TestDifferentialAgainstEmbedded(t *testing.T) {
+	differential(t, func(clock func() time.Time) []*Engine {
+		srv := redistest.Start(t)
+		queued := start(t, testConfig(srv, func(c *Config) { c.Clock = clock; c.Consumer = "queued" }))
+		direct := start(t, testConfig(srv, func(c *Config) { c.Clock = clock; c.Consumer = "direct"; c.Direct = true }))
+		return []*Engine{queued.Engine, direct.Engine}
+	})
+}
+
+// TestDifferentialCluster is the same comparison with two nodes of a 3+3
+// Redis Cluster (claims split over two slots and claims in one slot alike).
+func TestDifferentialCluster(t *testing.T) {
+	differential(t, func(clock func() time.Time) []*Engine {
+		c := redistest.StartCluster(t, 3, clusterNodeTimeout)
+		a := start(t, clusterConfig(c, func(c *Config) { c.Clock = clock; c.Consumer = "cluster-a" }))
+		b := start(t, clusterConfig(c, func(c *Config) { c.Clock = clock; c.Consumer = "cluster-b" }))
+		return []*Engine{a.Engine, b.Engine}
+	})
+}
+
+// differential runs the comparison against the two Redis nodes nodes returns.
+func differential(t *testing.T, nodes func(clock func() time.Time) []*Engine) {
 	var nowNS atomic.Int64
 	nowNS.Store(time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, nowNS.Load()).UTC() }
@@ -39,10 +60,7 @@ func TestDifferentialAgainstEmbedded(t *testing.T) {
 	// Calls before Run starts the writers answer ErrClosed: wait for them.
 	waitFor(t, 10*time.Second, "the embedded engine to be ready", func() bool { return emb.Ready() == nil })
 
-	srv := redistest.Start(t)
-	queued := start(t, testConfig(srv, func(c *Config) { c.Clock = clock; c.Consumer = "queued" }))
-	direct := start(t, testConfig(srv, func(c *Config) { c.Clock = clock; c.Consumer = "direct"; c.Direct = true }))
-	reds := []*Engine{queued.Engine, direct.Engine}
+	reds := nodes(clock)
 	ctx := context.Background()
 
 	seen := map[string]int{}

@@ -86,17 +86,21 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 	met *telemetry.Metrics
-	rdb *goredis.Client // commands; closed by Close
+	rdb goredis.UniversalClient // commands; closed by Close
+	// cc is rdb as a cluster client in cluster mode (nil for one Redis): its
+	// per-node clients carry the calls that WAIT (cluster.go).
+	cc *goredis.ClusterClient
+	ks keyspace
 	// ap batches the request path's concurrent calls (XADD, direct FCALL) into
 	// pipelines on few connections: measured ~1.7x the throughput of one
 	// pooled round trip per call, on a par with rueidis (docs/REDIS.md).
 	ap  *goredis.AutoPipeliner
-	blk *goredis.Client // blocking stream reads; closed when Run stops, which unblocks them
-	hc  *goredis.Client // the health probe's own connection
+	blk goredis.UniversalClient // blocking stream reads; closed when Run stops, which unblocks them
+	hc  goredis.UniversalClient // the health probe's own connection
 	// big carries the calls that may run long on a busy Redis (an import of
 	// up to ImportBatchMax hotspots in one Function call): its socket
 	// timeouts are importTimeoutCalls × CallTimeout, not CallTimeout.
-	big   *goredis.Client
+	big   goredis.UniversalClient
 	clock atomic.Pointer[func() time.Time]
 
 	parts     []partState
@@ -130,6 +134,12 @@ type Engine struct {
 	// from the request streams; true drops the batch unprocessed and
 	// unacknowledged, as a node that dies right after XREADGROUP would.
 	testHookAfterRead func() bool
+	// testHookBeforeCredit, when set, is called between the decide and the
+	// credit of a split cluster claim; true ends the call there with
+	// ErrUnavailable, as a node that dies between the two would.
+	testHookBeforeCredit func() bool
+	// swept counts the credits this node's sweeper applied (cluster mode).
+	swept atomic.Int64
 }
 
 type hsKey struct {
@@ -177,47 +187,21 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	opt, err := goredis.ParseURL(cfg.URL)
+	clients, err := newClients(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("redis engine: url %s: %w", redactURL(cfg.URL), err)
+		return nil, err
 	}
-	if cfg.PoolSize > 0 {
-		opt.PoolSize = cfg.PoolSize
-	}
-	// No hidden retries: a command that may have run is never sent twice
-	// behind our back, and a dead Redis answers within CallTimeout.
-	opt.MaxRetries = -1
-	opt.DialTimeout = cfg.CallTimeout
-	opt.DialerRetries = 1 // the health probe retries; a refused dial must fail at once
-	opt.DialerRetryTimeout = time.Millisecond
-	opt.ReadTimeout = cfg.CallTimeout
-	opt.WriteTimeout = cfg.CallTimeout
-	// Waiting for a connection is load, not an outage: it ends in
-	// engine.ErrOverloaded after PoolTimeout, or at once when Redis goes down.
-	opt.PoolTimeout = 5 * cfg.CallTimeout
-	opt.ContextTimeoutEnabled = true
-	opt.ClientName = "cairn-" + cfg.Consumer
-	bopt := *opt
-	bopt.PoolSize = cfg.Readers + 1
-	bopt.MinIdleConns = 0
-	hopt := *opt // the probe has its own connection, so a busy pool never looks like an outage
-	hopt.PoolSize = 1
-	hopt.MinIdleConns = 0
-	hopt.PoolTimeout = cfg.CallTimeout
-	iopt := *opt
-	iopt.PoolSize = 2
-	iopt.MinIdleConns = 0
-	iopt.ReadTimeout = importTimeoutCalls * cfg.CallTimeout
-	iopt.WriteTimeout = importTimeoutCalls * cfg.CallTimeout
 
 	e := &Engine{
 		cfg:         cfg,
 		log:         cfg.Logger,
 		met:         cfg.Metrics,
-		rdb:         goredis.NewClient(opt),
-		blk:         goredis.NewClient(&bopt),
-		hc:          goredis.NewClient(&hopt),
-		big:         goredis.NewClient(&iopt),
+		rdb:         clients.rdb,
+		cc:          clients.cc,
+		ks:          keyspace{cluster: cfg.cluster(), partitions: cfg.Partitions},
+		blk:         clients.blk,
+		hc:          clients.hc,
+		big:         clients.big,
 		parts:       make([]partState, cfg.Partitions),
 		reqKeys:     make([]string, cfg.Partitions),
 		logKeys:     make([]string, cfg.Partitions),
@@ -237,6 +221,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	// see a series before the first reconnect or reclaim.
 	cfg.Metrics.Retries.WithLabelValues("reclaim")
 	cfg.Metrics.Retries.WithLabelValues("reconnect")
+	if cfg.cluster() {
+		cfg.Metrics.Retries.WithLabelValues("credit")
+	}
 	if e.ap, err = e.rdb.AutoPipeline(); err != nil {
 		e.rdb.Close()
 		e.blk.Close()
@@ -278,6 +265,23 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.closed.Load() {
 		return engine.ErrClosed
 	}
+	var wg sync.WaitGroup
+	goFn := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	goFn(e.healthLoop)
+	if e.cc != nil {
+		// A cluster: direct calls only, the log tailed per slot, pending
+		// credits swept (cluster.go). No request streams, no Pub/Sub.
+		goFn(e.tailCluster)
+		goFn(e.maintainCluster)
+		close(e.started)
+		<-ctx.Done()
+		close(e.stopping)
+		wg.Wait()
+		return nil
+	}
 	ps := e.rdb.Subscribe(ctx, e.channel)
 	// Wait for the subscription before taking claims, so no answer is
 	// published to nobody; if Redis is down the listener recovers later.
@@ -285,12 +289,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	_, _ = ps.Receive(sctx)
 	cancel()
 
-	var wg sync.WaitGroup
-	goFn := func(f func(context.Context)) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f(ctx) }()
-	}
-	goFn(e.healthLoop)
 	goFn(func(ctx context.Context) { e.listen(ctx, ps) })
 	goFn(e.tail)
 	for r := 0; r < e.cfg.Readers; r++ {

@@ -76,7 +76,7 @@ func (e *Engine) healthLoop(ctx context.Context) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 		pinged := time.Now()
-		err := e.hc.Ping(pctx).Err()
+		err := e.ping(pctx)
 		if err == nil {
 			e.pingSeconds.Observe(time.Since(pinged).Seconds())
 		}
@@ -106,6 +106,40 @@ func (e *Engine) healthLoop(ctx context.Context) {
 			e.log.Warn("redis engine: redis is back; taking claims again")
 		}
 	}
+}
+
+// ping probes Redis. A cluster is up while any primary answers: a shard
+// that is failing over refuses the calls to its slots (503) on its own,
+// and the others keep serving.
+func (e *Engine) ping(ctx context.Context) error {
+	hc, ok := e.hc.(*goredis.ClusterClient)
+	if !ok {
+		return e.hc.Ping(ctx).Err()
+	}
+	var mu sync.Mutex
+	answered, lastErr := 0, error(nil)
+	_ = hc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+		err := c.Ping(ctx).Err()
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			lastErr = err
+		} else {
+			answered++
+		}
+		return nil
+	})
+	if lastErr != nil {
+		hc.ReloadState(ctx)
+		e.cc.ReloadState(ctx)
+	}
+	if answered == 0 {
+		if lastErr == nil {
+			lastErr = errors.New("no primary known")
+		}
+		return lastErr
+	}
+	return nil
 }
 
 // markDown records an outage and fails every waiting call: their requests
@@ -170,7 +204,7 @@ func isUnavailable(err error) bool {
 	var rerr goredis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF", "OOM", "NOGROUP"} {
+		for _, p := range []string{"LOADING", "READONLY", "MOVED", "ASK", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF", "OOM", "NOGROUP"} {
 			if strings.HasPrefix(msg, p) {
 				return true
 			}

@@ -46,12 +46,14 @@ func (n *node) Stop(t testing.TB) {
 // testConfig is a config for srv with short intervals, so tests do not wait.
 func testConfig(srv *redistest.Server, mods ...func(*Config)) Config {
 	cfg := Config{
-		URL:                 srv.URL(),
 		Partitions:          8,
 		MinIdle:             300 * time.Millisecond,
 		HealthInterval:      50 * time.Millisecond,
 		MaintenanceInterval: 200 * time.Millisecond,
 		Metrics:             telemetry.Discard(),
+	}
+	if srv != nil {
+		cfg.URL = srv.URL()
 	}
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

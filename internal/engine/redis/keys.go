@@ -78,3 +78,75 @@ func keyClaimers(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
 // logID is the log stream id of an event: the sequence number is the id's
 // time part, so XRANGE by id is a range by sequence number.
 func logID(seq hunt.Seq) string { return strconv.FormatUint(uint64(seq), 10) + "-0" }
+
+// keyspace names the keys whose layout differs under Redis Cluster
+// (docs/REDIS.md, "Redis Cluster"): a hunt's keys share the hash tag
+// {h:<hunt>}, a player's keys move to the slot of the player's spend
+// partition ({pS}, so that a spend is one call), and the claim Function
+// reads the hunt's decision fields from a copy in the hotspot's partition
+// slot. Partition keys are the same in both layouts. Single instance: the
+// free functions above, unchanged.
+type keyspace struct {
+	cluster    bool
+	partitions int
+}
+
+func (k keyspace) hunt(h hunt.HuntID) string {
+	if k.cluster {
+		return "cairn:{h:" + string(h) + "}:hunt"
+	}
+	return keyHunt(h)
+}
+
+func (k keyspace) hsIndex(h hunt.HuntID) string {
+	if k.cluster {
+		return "cairn:{h:" + string(h) + "}:hsidx"
+	}
+	return keyHsIndex(h)
+}
+
+func (k keyspace) geo(h hunt.HuntID) string {
+	if k.cluster {
+		return "cairn:{h:" + string(h) + "}:geo"
+	}
+	return keyGeo(h)
+}
+
+// hsGeohash (cluster only) maps hotspot id -> its geohash in the index, so
+// the index step of an import removes a moved hotspot's old geo member
+// without reading the hotspot's hash in another slot.
+func (k keyspace) hsGeohash(h hunt.HuntID) string { return "cairn:{h:" + string(h) + "}:hsgh" }
+
+// claimHunt is the hash the claim Function reads the hunt's decision fields
+// from: the hunt itself, or (cluster) its copy in partition p's slot.
+func (k keyspace) claimHunt(p geo.Partition, h hunt.HuntID) string {
+	if k.cluster {
+		return huntCopy(p, h)
+	}
+	return keyHunt(h)
+}
+
+// huntCopy (cluster only) is hunt h's decision fields (sa, ea, r, v) in partition p's slot.
+func huntCopy(p geo.Partition, h hunt.HuntID) string { return partitionTag(p) + "hunt:" + string(h) }
+
+// player is the prefix of a player's keys: "cairn:{u:<player>}:", or
+// (cluster) "cairn:{pS}:u:<player>:" with S the player's spend partition.
+func (k keyspace) player(pl hunt.PlayerID) string {
+	if k.cluster {
+		return partitionTag(spendPartition(pl, k.partitions)) + "u:" + string(pl) + ":"
+	}
+	return playerTag(pl)
+}
+
+func (k keyspace) idem(pl hunt.PlayerID) string   { return k.player(pl) + "idem" }
+func (k keyspace) wallet(pl hunt.PlayerID) string { return k.player(pl) + "w" }
+func (k keyspace) ledger(pl hunt.PlayerID) string { return k.player(pl) + "led" }
+func (k keyspace) pos(pl hunt.PlayerID) string    { return k.player(pl) + "pos" }
+func (k keyspace) revoke(pl hunt.PlayerID) string { return k.player(pl) + "rev" }
+
+// Cluster-only partition keys of the split claim (docs/REDIS.md).
+//
+//	cairn:{pN}:idem      hash   "<player> <key>" -> "<fp> <seq> <rid>": the partition's decisions
+//	cairn:{pN}:credited  string the seq below which every claim of the log is credited (the sweeper's cursor)
+func keyPartIdem(p geo.Partition) string { return partitionTag(p) + "idem" }
+func keyCredited(p geo.Partition) string { return partitionTag(p) + "credited" }

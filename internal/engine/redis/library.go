@@ -3,11 +3,14 @@ package redis
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnhq/cairn/internal/engine"
 )
 
 // librarySource is the cairn Function library (cairn.lua).
@@ -41,8 +44,25 @@ func mustLibraryVersion(code string) int {
 // Functions persist with the data (RDB and AOF), so this is a no-op after
 // the first node's start; several nodes racing to load the same version is
 // harmless (FUNCTION LOAD REPLACE of identical code).
+//
+// In a cluster every primary needs it: FUNCTION LOAD is replicated, so a
+// promoted replica has it, but a primary added empty does not.
 func (e *Engine) ensureLibrary(ctx context.Context) error {
-	libs, err := e.rdb.FunctionList(ctx, goredis.FunctionListQuery{LibraryNamePattern: "cairn", WithCode: true}).Result()
+	if e.cc != nil {
+		err := e.cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return e.ensureLibraryOn(ctx, c)
+		})
+		if err != nil && !errors.Is(err, ErrLibraryNewer) && !errors.Is(err, engine.ErrUnavailable) {
+			err = unavailable("load functions on every primary", err)
+		}
+		return err
+	}
+	return e.ensureLibraryOn(ctx, e.rdb)
+}
+
+// ensureLibraryOn is ensureLibrary on one Redis.
+func (e *Engine) ensureLibraryOn(ctx context.Context, rdb goredis.Cmdable) error {
+	libs, err := rdb.FunctionList(ctx, goredis.FunctionListQuery{LibraryNamePattern: "cairn", WithCode: true}).Result()
 	if err != nil {
 		return unavailable("list functions", err)
 	}
@@ -58,7 +78,7 @@ func (e *Engine) ensureLibrary(ctx context.Context) error {
 	case have > LibraryVersion:
 		return fmt.Errorf("%w: version %d, this node has %d; upgrade the node", ErrLibraryNewer, have, LibraryVersion)
 	}
-	if err := e.rdb.FunctionLoadReplace(ctx, librarySource).Err(); err != nil {
+	if err := rdb.FunctionLoadReplace(ctx, librarySource).Err(); err != nil {
 		if isUnavailable(err) {
 			return unavailable("load functions", err)
 		}

@@ -37,7 +37,7 @@ return 0
 // over nodes. Keys are `cairn:rl:{<key>}` (the key as its own hash tag) and
 // expire once the bucket is full again. Safe for concurrent use.
 type Limiter struct {
-	rdb       *goredis.Client
+	rdb       goredis.UniversalClient
 	interval  int64 // µs per token
 	tolerance int64 // µs of burst: (burst-1) * interval
 	timeout   time.Duration

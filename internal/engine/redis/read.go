@@ -50,7 +50,7 @@ const (
 // and nearbyCellsMax cells per round whatever the hunt's size, the poles and
 // the antimeridian included; a cancelled ctx stops it between pipelines.
 func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM float64, limit int) ([]hunt.HotspotView, error) {
-	n, err := e.rdb.Exists(ctx, keyHunt(id)).Result()
+	n, err := e.rdb.Exists(ctx, e.ks.hunt(id)).Result()
 	if err != nil {
 		return nil, e.readErr(ctx, err)
 	}
@@ -99,7 +99,7 @@ func (e *Engine) scanRound(ctx context.Context, id hunt.HuntID, lat, lon, r floa
 		// never brings more than the budget.
 		count := int64((*budget + len(batch) - 1) / len(batch))
 		for _, c := range batch {
-			ranges = append(ranges, pipe.ZRangeByLex(ctx, keyGeo(id), &goredis.ZRangeBy{Min: "[" + c, Max: "[" + c + "\xff", Count: count}))
+			ranges = append(ranges, pipe.ZRangeByLex(ctx, e.ks.geo(id), &goredis.ZRangeBy{Min: "[" + c, Max: "[" + c + "\xff", Count: count}))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return 0, false, e.readErr(ctx, err)

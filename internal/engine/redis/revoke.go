@@ -38,7 +38,7 @@ func (e *Engine) RevokeTokens(ctx context.Context, player hunt.PlayerID, before 
 	if err := e.rdb.SAdd(ctx, keyRevoked, string(player)).Err(); err != nil {
 		return e.callErr("revoke tokens", err)
 	}
-	if err := revokeScript.Run(ctx, e.rdb, []string{keyRevoke(player)}, ms).Err(); err != nil {
+	if err := revokeScript.Run(ctx, e.rdb, []string{e.ks.revoke(player)}, ms).Err(); err != nil {
 		return e.callErr("revoke tokens", err)
 	}
 	return nil
@@ -53,7 +53,7 @@ func (e *Engine) Revocations(ctx context.Context, fn func(hunt.PlayerID, time.Ti
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*goredis.StringCmd, len(players))
 	for i, p := range players {
-		cmds[i] = pipe.Get(ctx, keyRevoke(hunt.PlayerID(p)))
+		cmds[i] = pipe.Get(ctx, e.ks.revoke(hunt.PlayerID(p)))
 	}
 	if len(players) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {

@@ -30,8 +30,20 @@ func (e *Engine) setup(ctx context.Context) error {
 
 // checkDurability reads Redis's persistence settings: acknowledged writes
 // survive a Redis crash only with appendonly yes and appendfsync always.
+//
+// In a cluster every primary is checked (ForEachMaster); the replicas'
+// settings are the operator's (docs/REDIS.md).
 func (e *Engine) checkDurability(ctx context.Context) error {
-	vals, err := e.rdb.ConfigGet(ctx, "append*").Result()
+	if e.cc != nil {
+		return e.cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return e.checkDurabilityOn(ctx, c)
+		})
+	}
+	return e.checkDurabilityOn(ctx, e.rdb)
+}
+
+func (e *Engine) checkDurabilityOn(ctx context.Context, rdb goredis.Cmdable) error {
+	vals, err := rdb.ConfigGet(ctx, "append*").Result()
 	if err != nil {
 		if isUnavailable(err) {
 			return unavailable("read persistence settings", err)
@@ -46,7 +58,7 @@ func (e *Engine) checkDurability(ctx context.Context) error {
 	// An allkeys-* eviction policy drops any key when memory fills: an
 	// idempotency record, a claimer set, a wallet (I1-I4), however durable
 	// the AOF. Cairn sets no TTLs, so volatile-* policies never touch its keys.
-	pol, err := e.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	pol, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
 	if err != nil && isUnavailable(err) {
 		return unavailable("read eviction policy", err)
 	}
@@ -91,6 +103,9 @@ func (e *Engine) checkMeta(ctx context.Context) error {
 }
 
 func (e *Engine) ensureGroups(ctx context.Context) error {
+	if e.cc != nil {
+		return nil // a cluster has no request streams (direct calls only)
+	}
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*goredis.StatusCmd, len(e.reqKeys))
 	for p, k := range e.reqKeys {

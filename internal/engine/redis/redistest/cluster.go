@@ -69,7 +69,61 @@ func StartCluster(t testing.TB, primaries int, nodeTimeout time.Duration) *Clust
 		t.Fatalf("redistest: %s %s: %v\n%s", cli, strings.Join(args, " "), err, out)
 	}
 	c.WaitOK()
+	c.WaitLinked()
 	return c
+}
+
+// WaitLinked waits until every primary's replica acknowledges a write
+// (WAIT 1): a replica that has just synced can be online a while before its
+// first acknowledgement comes back, which a short replica timeout would take
+// for a missing replica. Fails the test after 30 s.
+func (c *Cluster) WaitLinked() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.Primaries() {
+		for !acknowledged(s.Addr()) {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("redistest: the replica of %s acknowledges no write within 30s", s.Addr())
+			}
+			time.Sleep(20 * time.Millisecond) // polling the link, not a wait for an event
+		}
+	}
+}
+
+// acknowledged writes a probe key of a slot the primary at addr owns and
+// reports whether WAIT 1 200 on the same connection counts a replica.
+func acknowledged(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(conn)
+	send := func(args ...string) (string, error) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := conn.Write([]byte(b.String())); err != nil {
+			return "", err
+		}
+		line, err := r.ReadString('\n')
+		return strings.TrimRight(line, "\r\n"), err
+	}
+	for i := range 64 { // some probe key hashes to a slot of this primary
+		reply, err := send("SET", "cairn-test:link-probe:"+strconv.Itoa(i), "1")
+		if err != nil {
+			return false
+		}
+		if reply != "+OK" {
+			continue // -MOVED: another primary's slot
+		}
+		reply, err = send("WAIT", "1", "200")
+		return err == nil && reply == ":1"
+	}
+	return false
 }
 
 // clusterPort finds a port p <= clusterPortMax with p and p+10000 free.
@@ -186,4 +240,58 @@ func (c *Cluster) WaitOK() {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the cluster's state, not a wait for an event
 	}
+}
+
+// URL is the cluster's seed list as a Cairn store URL: every server,
+// redis-cluster://host:port,host:port,...
+func (c *Cluster) URL() string { return "redis-cluster://" + strings.Join(c.Addrs(), ",") }
+
+// Primaries lists the running servers that report the master role.
+func (c *Cluster) Primaries() []*Server {
+	var out []*Server
+	for _, s := range c.Servers {
+		if s.cmd != nil && Role(s.Addr()) == "master" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Replica finds the running server that replicates primary, or nil.
+func (c *Cluster) Replica(primary *Server) *Server {
+	for _, s := range c.Servers {
+		if s == primary || s.cmd == nil {
+			continue
+		}
+		info, err := Info(s.Addr(), "INFO", "replication")
+		if err == nil && strings.Contains(info, "master_port:"+strconv.Itoa(primary.Port)+"\r\n") {
+			return s
+		}
+	}
+	return nil
+}
+
+// WaitRole waits until s reports role ("master" or "slave"), failing the
+// test after 30 s.
+func (c *Cluster) WaitRole(s *Server, role string) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for Role(s.Addr()) != role {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("redistest: %s is %q after 30s; want %s", s.Addr(), Role(s.Addr()), role)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the role, not a wait for an event
+	}
+}
+
+// FlushAll empties every primary (FLUSHALL; functions stay loaded; the
+// replicas follow), so a test that reuses the cluster starts from empty
+// state. It may be called from any goroutine.
+func (c *Cluster) FlushAll() error {
+	for _, s := range c.Primaries() {
+		if _, err := Info(s.Addr(), "FLUSHALL"); err != nil {
+			return fmt.Errorf("redistest: FLUSHALL on %s: %w", s.Addr(), err)
+		}
+	}
+	return nil
 }

@@ -1,38 +1,9 @@
 package redistest
 
 import (
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
-
-// replicaOf finds the running server that replicates primary.
-func replicaOf(t *testing.T, c *Cluster, primary *Server) *Server {
-	t.Helper()
-	for _, s := range c.Servers {
-		if s == primary || s.cmd == nil {
-			continue
-		}
-		info, err := Info(s.Addr(), "INFO", "replication")
-		if err == nil && strings.Contains(info, "master_port:"+strconv.Itoa(primary.Port)+"\r\n") {
-			return s
-		}
-	}
-	t.Fatalf("no replica of %s", primary.Addr())
-	return nil
-}
-
-func waitRole(t *testing.T, s *Server, role string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for Role(s.Addr()) != role {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is %q after 30s; want %s", s.Addr(), Role(s.Addr()), role)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the role, not a wait for an event
-	}
-}
 
 // TestClusterFailover: the harness's 3+3 cluster fails over as the failover
 // tests rely on: a primary killed (SIGKILL) is replaced by its replica; a
@@ -53,15 +24,21 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("%d primaries; want 3", len(primaries))
 	}
 
-	killed, heir := primaries[0], replicaOf(t, c, primaries[0])
+	killed, heir := primaries[0], c.Replica(primaries[0])
+	if heir == nil {
+		t.Fatalf("no replica of %s", killed.Addr())
+	}
 	killed.Kill()
-	waitRole(t, heir, "master")
+	c.WaitRole(heir, "master")
 	c.WaitOK()
 
-	frozen, heir2 := primaries[1], replicaOf(t, c, primaries[1])
+	frozen, heir2 := primaries[1], c.Replica(primaries[1])
+	if heir2 == nil {
+		t.Fatalf("no replica of %s", frozen.Addr())
+	}
 	frozen.Pause()
-	waitRole(t, heir2, "master")
+	c.WaitRole(heir2, "master")
 	frozen.Resume()
-	waitRole(t, frozen, "slave")
+	c.WaitRole(frozen, "slave")
 	c.WaitOK()
 }

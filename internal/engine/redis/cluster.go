@@ -1,0 +1,369 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnhq/cairn/internal/engine"
+	"github.com/cairnhq/cairn/internal/geo"
+	"github.com/cairnhq/cairn/internal/hunt"
+)
+
+// Redis Cluster mode (docs/REDIS.md, "Redis Cluster"). Every Function call
+// touches the keys of one slot. A claim whose player keys (in the slot of
+// the player's spend partition S) and hotspot (in partition P's slot) share
+// a slot, S == P, is one cairn_claim call as on one Redis; otherwise it is
+// three calls, each idempotent by the claim's key:
+//
+//  1. cairn_reserve (slot S): the player's record "<fp> P 0 -" (pending), or
+//     key_reused; answers the player's last position in the hunt;
+//  2. cairn_decide (slot P): decides, appends the event, takes the ticket,
+//     with the partition's own record of (player, key), so a second call
+//     replays;
+//  3. cairn_credit (slot S): unless the player's record is final, credits
+//     the wallet, ledger and last position and makes the record final.
+//
+// Each call is followed by WAIT MinReplicas on the same connection to the
+// primary that owns the slot, and the node answers only after step 3. A
+// node that dies between 2 and 3 leaves a pending record: the next retry of
+// the key replays step 2 and runs 3, and every node's sweeper runs 3 for the
+// claims of each partition's log past the partition's cursor whose player
+// record is not final. The sweeper credits only events it has seen on the
+// replicas (its read of the log is a write followed by WAIT), so a decision
+// a failover may still lose is never credited. Spends are one call in slot
+// S against the credited balance, so a balance never goes below zero.
+
+// tailPoll is how long the cluster tailer waits after a round that found
+// nothing new: a multi-slot blocking XREAD is refused by a cluster.
+const tailPoll = 50 * time.Millisecond
+
+// sweepBatch bounds the log entries one sweep reads per partition.
+const sweepBatch = 512
+
+// callSlot runs Function fn on the primary of keys[0]'s slot (keys all in
+// one slot) and, with MinReplicas > 0, WAITs on the same connection for
+// that many of the primary's replicas. A "Function not found" (a new empty
+// primary) loads the library on that node and calls once more.
+func (e *Engine) callSlot(ctx context.Context, fn string, keys []string, args ...any) (any, error) {
+	v, err := e.callSlotOnce(ctx, fn, keys, args)
+	if err != nil && needsSetup(err) {
+		if lerr := e.loadLibraryForKey(ctx, keys[0]); lerr != nil {
+			return nil, lerr
+		}
+		v, err = e.callSlotOnce(ctx, fn, keys, args)
+	}
+	return v, err
+}
+
+func (e *Engine) callSlotOnce(ctx context.Context, fn string, keys []string, args []any) (any, error) {
+	if e.cfg.MinReplicas == 0 {
+		v, err := e.rdb.FCall(ctx, fn, keys, args...).Result()
+		if err != nil {
+			return nil, e.clusterErr(ctx, fn, err)
+		}
+		return v, nil
+	}
+	node, err := e.cc.MasterForKey(ctx, keys[0])
+	if err != nil {
+		return nil, e.clusterErr(ctx, fn, err)
+	}
+	pipe := node.Pipeline()
+	call := pipe.FCall(ctx, fn, keys, args...)
+	wait := pipe.Do(ctx, "WAIT", e.cfg.MinReplicas, e.cfg.ReplicaTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	v, err := call.Result()
+	if err == nil {
+		err = wait.Err()
+	}
+	if err != nil {
+		return nil, e.clusterErr(ctx, fn, err)
+	}
+	if n, _ := wait.Int64(); n < int64(e.cfg.MinReplicas) {
+		return nil, fmt.Errorf("%w: %s: %w: %d of %d replicas within %v",
+			engine.ErrUnavailable, fn, ErrNotReplicated, n, e.cfg.MinReplicas, e.cfg.ReplicaTimeout)
+	}
+	return v, nil
+}
+
+// clusterErr is callErr for a call to one slot's primary: a redirect or an
+// outage also asks the client to reload the cluster's slot map (a failover,
+// a slot moved), so the retry goes to the new owner.
+func (e *Engine) clusterErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if isUnavailable(err) || goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK") {
+		e.cc.ReloadState(context.WithoutCancel(ctx))
+	}
+	if goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK") {
+		return unavailable(what, err)
+	}
+	if needsSetup(err) {
+		return err // callSlot loads the library and retries
+	}
+	return e.callErr(what, err)
+}
+
+// loadLibraryForKey loads the library on the primary of key's slot.
+func (e *Engine) loadLibraryForKey(ctx context.Context, key string) error {
+	node, err := e.cc.MasterForKey(ctx, key)
+	if err != nil {
+		return unavailable("find the primary", err)
+	}
+	return e.ensureLibraryOn(ctx, node)
+}
+
+// callText is callSlot for a Function that answers a string.
+func (e *Engine) callText(ctx context.Context, fn string, keys []string, args ...any) (string, error) {
+	v, err := e.callSlot(ctx, fn, keys, args...)
+	if err != nil {
+		return "", err
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", fmt.Errorf("%w: %s answered %T", errCorrupt, fn, v)
+	}
+	return s, nil
+}
+
+// decideCluster decides r in a cluster: one call when the player's slot is
+// the partition's (every spend, and claims with S == P), else the split claim.
+func (e *Engine) decideCluster(ctx context.Context, r *request) (string, error) {
+	cctx, cancel := e.avail.callContext(ctx)
+	defer cancel()
+	start := time.Now()
+	cctx, sp := startCall(cctx, "redis FCALL")
+	msg, err := e.decideClusterCalls(cctx, r)
+	endCall(sp, err)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", err
+	}
+	e.met.CommitLatency.Observe(time.Since(start).Seconds())
+	return msg, nil
+}
+
+func (e *Engine) decideClusterCalls(ctx context.Context, r *request) (string, error) {
+	now := e.now()
+	if r.kind == 's' || spendPartition(r.player, e.cfg.Partitions) == r.p {
+		fn, keys, args := r.fcall(e.ks, now, "")
+		return e.callText(ctx, fn, keys, args...)
+	}
+	ans, err := e.callText(ctx, "cairn_reserve", []string{e.ks.idem(r.player), e.ks.pos(r.player)},
+		r.key, r.fp, uint64(r.p), string(r.hunt))
+	if err != nil {
+		return "", err
+	}
+	last, ok := strings.CutPrefix(ans, "ok ")
+	if !ok {
+		return ans, nil // err key_reused
+	}
+	msg, err := e.callText(ctx, "cairn_decide",
+		[]string{huntCopy(r.p, r.hunt), keyHotspot(r.p, r.hunt, r.hotspot), keyClaimers(r.p, r.hunt, r.hotspot),
+			keySeq(r.p), keyLog(r.p), keyPartIdem(r.p)},
+		string(r.player), r.key, r.fp, string(r.hunt), string(r.hotspot), r.lat, r.lon,
+		formatNS20(now), strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()),
+		strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatUint(uint64(r.p), 10), r.rid, last)
+	if err != nil {
+		return "", err
+	}
+	rest, ok := strings.CutPrefix(msg, "ok ")
+	if !ok {
+		return msg, nil // err unknown_hunt, unknown_hotspot: nothing decided
+	}
+	rid, ev, ok := strings.Cut(rest, " ")
+	if !ok {
+		return "", fmt.Errorf("%w: decide answered %q", errCorrupt, msg)
+	}
+	if e.testHookBeforeCredit != nil && e.testHookBeforeCredit() {
+		return "", unavailable("test hook: the node died before the credit", nil)
+	}
+	if err := e.credit(ctx, r.player, rid, ev); err != nil {
+		return "", err
+	}
+	return msg, nil
+}
+
+// credit runs step 3 of a split claim for player: rid decided event ev.
+func (e *Engine) credit(ctx context.Context, player hunt.PlayerID, rid, ev string) error {
+	_, err := e.callSlot(ctx, "cairn_credit",
+		[]string{e.ks.idem(player), e.ks.wallet(player), e.ks.ledger(player), e.ks.pos(player)}, rid, ev)
+	return err
+}
+
+// tailCluster is tail for a cluster: a pipelined non-blocking XRANGE of
+// every partition's log past its watermark (the client sends each primary
+// its partitions), then a short pause when nothing was new.
+func (e *Engine) tailCluster(ctx context.Context) {
+	var batch []hunt.Event
+	cmds := make([]*goredis.XMessageSliceCmd, len(e.logKeys))
+	for ctx.Err() == nil {
+		if !e.waitUp(ctx) {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, 4*e.cfg.CallTimeout)
+		pipe := e.rdb.Pipeline()
+		for p, k := range e.logKeys {
+			seq, _, _ := e.parts[p].get()
+			cmds[p] = pipe.XRangeN(cctx, k, "("+logID(seq), "+", tailCountMax)
+		}
+		_, err := pipe.Exec(cctx)
+		cancel()
+		got := 0
+		for p, c := range cmds {
+			msgs := c.Val()
+			if c.Err() != nil || len(msgs) == 0 {
+				continue
+			}
+			batch = batch[:0]
+			for _, m := range msgs {
+				var ev hunt.Event
+				if err := messageEvent(m, &ev); err != nil {
+					e.log.Error("redis engine: unreadable log entry skipped by the tailer", "stream", e.logKeys[p], "err", err)
+					continue
+				}
+				if ev.Epoch.Partition != geo.Partition(p) {
+					e.log.Error("redis engine: log entry of another partition", "stream", e.logKeys[p], "got", ev.Epoch)
+					continue
+				}
+				batch = append(batch, ev)
+			}
+			last, _ := streamSeq(msgs[len(msgs)-1].ID)
+			e.feed(geo.Partition(p), batch, last)
+			got += len(msgs)
+		}
+		wait := tailPoll
+		if err != nil && !errors.Is(err, goredis.Nil) {
+			if ctx.Err() != nil {
+				return
+			}
+			e.clusterErr(ctx, "tail the log", err)
+			wait = e.cfg.HealthInterval
+		}
+		if got == 0 && !pause(ctx, wait) {
+			return
+		}
+	}
+}
+
+// maintainCluster sweeps pending credits every MaintenanceInterval.
+func (e *Engine) maintainCluster(ctx context.Context) {
+	t := time.NewTicker(e.cfg.MaintenanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if up, _, _ := e.avail.get(); !up {
+			continue
+		}
+		if err := e.sweep(ctx); err != nil && ctx.Err() == nil {
+			e.log.Debug("redis engine: sweep incomplete; next round retries", "err", err)
+		}
+	}
+}
+
+// sweep credits every claim of every partition's log, past the partition's
+// cursor, whose player record is not final, and advances the cursor past
+// what it has checked. Idempotent, safe on any number of nodes at once.
+func (e *Engine) sweep(ctx context.Context) error {
+	var errs []error
+	for p := range e.cfg.Partitions {
+		for {
+			n, err := e.sweepPartition(ctx, geo.Partition(p))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+			}
+			if err != nil || n < sweepBatch {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sweepPartition sweeps one batch of partition p; n is the entries read.
+func (e *Engine) sweepPartition(ctx context.Context, p geo.Partition) (n int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*e.cfg.CallTimeout)
+	defer cancel()
+	v, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(p), keyLog(p)}, sweepBatch)
+	if err != nil {
+		return 0, err
+	}
+	arr, _ := v.([]any)
+	if len(arr) < 1 {
+		return 0, fmt.Errorf("%w: sweep read answered %v", errCorrupt, v)
+	}
+	cur, _ := arr[0].(string)
+	from, err := strconv.ParseUint(cur, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: credited cursor %q", errCorrupt, cur)
+	}
+	type claim struct {
+		ev   hunt.Event
+		raw  string
+		rec  *goredis.StringCmd // the player's record
+		prec *goredis.StringCmd // the partition's record
+	}
+	claims := make([]claim, 0, len(arr)-1)
+	pipe := e.rdb.Pipeline()
+	last := hunt.Seq(from)
+	for _, x := range arr[1:] {
+		raw, _ := x.(string)
+		var ev hunt.Event
+		if err := decodeEvent(raw, &ev); err != nil {
+			return 0, err
+		}
+		if ev.Kind != hunt.KindClaimCompleted {
+			continue
+		}
+		claims = append(claims, claim{ev: ev, raw: raw,
+			rec:  pipe.HGet(ctx, e.ks.idem(ev.Player), ev.Key),
+			prec: pipe.HGet(ctx, keyPartIdem(p), string(ev.Player)+" "+ev.Key)})
+	}
+	if len(claims) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+			return 0, e.clusterErr(ctx, "sweep", err)
+		}
+	}
+	ci := 0
+	for _, x := range arr[1:] {
+		raw, _ := x.(string)
+		var ev hunt.Event
+		_ = decodeEvent(raw, &ev)
+		if ev.Kind == hunt.KindClaimCompleted {
+			c := claims[ci]
+			ci++
+			if f := strings.Fields(c.rec.Val()); len(f) != 4 || f[2] == "0" {
+				pf := strings.Fields(c.prec.Val())
+				if len(pf) != 3 || pf[1] != strconv.FormatUint(uint64(ev.Epoch.Seq), 10) {
+					err = fmt.Errorf("%w: claim %v of %s/%s has player record %q and partition record %q",
+						errCorrupt, ev.Epoch, ev.Player, ev.Key, c.rec.Val(), c.prec.Val())
+					break
+				}
+				if err = e.credit(ctx, ev.Player, pf[2], c.raw); err != nil {
+					break
+				}
+				e.swept.Add(1)
+				e.met.Retries.WithLabelValues("credit").Inc()
+			}
+		}
+		last = ev.Epoch.Seq
+	}
+	if last > hunt.Seq(from) {
+		if aerr := e.rdb.FCall(ctx, "cairn_sweep_advance", []string{keyCredited(p)}, uint64(last)).Err(); aerr != nil && err == nil {
+			err = e.clusterErr(ctx, "sweep", aerr)
+		}
+	}
+	return len(arr) - 1, err
+}
