@@ -55,6 +55,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/cespare/xxhash/v2"
@@ -360,6 +361,7 @@ func (e *Engine) loadSnapshot(s *snapFile, hunts []*hunt.Hunt) error {
 	}
 	e.readSnapWindows(d)
 	e.readSnapHotspots(d, h.Hotspots)
+	e.readSnapLookup(d)
 	e.readSnapSpatial(d)
 	for _, p := range e.parts {
 		p.readSnap(d, h.Seqs[p.id], h.Imports[p.id])
@@ -479,8 +481,58 @@ func (e *Engine) readSnapHotspots(d *snapReader, n uint32) {
 			t.loadDef(t.add(hs[k], id, geo.Partition(parts[k]), false), def, granted)
 		}
 	}
-	if d.err == nil {
-		t.reindex()
+}
+
+// readSnapLookup reads the (hunt, id) lookup table as it was: rebuilding it
+// was half of a big snapshot's load (a cache miss per hotspot). Each index
+// must be in it exactly once.
+func (e *Engine) readSnapLookup(d *snapReader) {
+	t := &e.spots
+	n := t.len()
+	size := int(d.u32())
+	if d.err != nil {
+		return
+	}
+	if size < 1024 || size&(size-1) != 0 || size < int(n+1)*2 || int64(size)*4 > d.left {
+		d.fail("lookup table of %d slots for %d hotspots", size, n)
+		return
+	}
+	lk := make([]atomic.Uint32, size)
+	raw := unsafe.Slice((*uint32)(unsafe.Pointer(&lk[0])), size) // nothing reads lk before Open returns
+	seen := make([]uint64, (n+64)/64)
+	for off := 0; off < size && d.err == nil; {
+		k := min(size-off, 1<<14)
+		b := d.bytes(int64(k) * 4)
+		if b == nil {
+			return
+		}
+		for j := range k {
+			v := binary.LittleEndian.Uint32(b[j*4:])
+			if v != 0 {
+				if v > n || seen[(v-1)/64]&(1<<((v-1)%64)) != 0 {
+					d.fail("lookup table names hotspot %d twice or out of range", v-1)
+					return
+				}
+				seen[(v-1)/64] |= 1 << ((v - 1) % 64)
+			}
+			raw[off+j] = v
+		}
+		off += k
+	}
+	for i := range n {
+		if seen[i/64]&(1<<(i%64)) == 0 {
+			d.fail("lookup table misses hotspot %d", i)
+			return
+		}
+	}
+	t.lookup.Store(&lk)
+}
+
+func (b *Engine) writeSnapLookup(w *snapWriter) {
+	lk := *b.spots.lookup.Load()
+	w.u32(uint32(len(lk)))
+	for i := range lk {
+		w.u32(lk[i].Load())
 	}
 }
 
@@ -767,6 +819,7 @@ func (b *Engine) writeSnapshot(dir string, no uint64, hook func() error) (*snapF
 	b.writeSnapHunts(w)
 	b.writeSnapWindows(w)
 	b.writeSnapHotspots(w)
+	b.writeSnapLookup(w)
 	if w.err == nil {
 		w.err = hook()
 	}
