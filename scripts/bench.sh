@@ -25,7 +25,9 @@
 # redis:// URL runs the same scenarios on the Redis engine; `redis` starts a
 # fresh redis-server per scenario on a free port, appendonly yes, appendfsync
 # always, and with `ceiling` also measures the claim Function called directly
-# with redis-benchmark, see run_function_ceiling), REDIS_MODE,
+# with redis-benchmark, see run_function_ceiling; `redis-cluster` starts a fresh
+# Redis Cluster per scenario, 3 primaries and 3 replicas, each as durable, and
+# serves with --store redis-cluster://...), REDIS_MODE,
 # BENCH_PROFILE (a directory: the server runs with --pprof-addr; `ceiling`
 # saves a 4 s CPU profile of the claim run as cpu-ceiling.pprof, the load
 # words save the heap after two forced collections as heap-WORD.pprof and
@@ -60,9 +62,10 @@ cleanup() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
   fi
-  if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
-    kill -9 "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
-  fi
+  local p
+  for p in $redis_pid; do # one pid, or a cluster's
+    if kill -0 "$p" 2>/dev/null; then kill -9 "$p"; wait "$p" 2>/dev/null || true; fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -99,9 +102,58 @@ start_redis() {
   echo "# redis-server --port $redis_port --appendonly yes --appendfsync always --save \"\" (fresh, for $1)" >&2
 }
 
+# cluster_port: a free port p <= 55535 with p + 10000 (its cluster bus) free too.
+cluster_port() {
+  python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 55535)
+    try:
+        a = socket.socket(); a.bind(("127.0.0.1", p)); b = socket.socket(); b.bind(("127.0.0.1", p + 10000))
+    except OSError:
+        continue
+    a.close(); b.close(); print(p); break'
+}
+
+# start_redis_cluster NAME: a fresh Redis Cluster for STORE=redis-cluster, 3
+# primaries and 3 replicas on 127.0.0.1, each durable like start_redis's;
+# sets redis_pid (all six pids) and store_url.
+start_redis_cluster() {
+  local i p addrs=() deadline
+  redis_pid=""
+  for i in 0 1 2 3 4 5; do
+    p=$(cluster_port)
+    mkdir -p "$work/redis-$1-$i"
+    redis-server --port "$p" --bind 127.0.0.1 --dir "$work/redis-$1-$i" --save "" --appendonly yes \
+      --appendfsync always --daemonize no --logfile "$work/redis-$1-$i/redis.log" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 &
+    redis_pid+=" $!"
+    addrs+=("127.0.0.1:$p")
+    deadline=$((SECONDS + 15))
+    until [[ "$(redis-cli -p "$p" ping 2>/dev/null)" == PONG ]]; do
+      if ((SECONDS > deadline)); then echo "bench.sh: redis-server did not start" >&2; exit 1; fi
+      sleep 0.05
+    done
+  done
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$work/cluster-$1.log" 2>&1 || {
+    echo "bench.sh: redis-cli --cluster create failed:" >&2; cat "$work/cluster-$1.log" >&2; exit 1; }
+  deadline=$((SECONDS + 30))
+  for a in "${addrs[@]}"; do
+    until redis-cli -h "${a%:*}" -p "${a#*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; do
+      if ((SECONDS > deadline)); then echo "bench.sh: the cluster is not ok" >&2; exit 1; fi
+      sleep 0.05
+    done
+  done
+  sleep 2 # the replicas' first acknowledgements (the server WAITs for one)
+  store_url="redis-cluster://$(IFS=,; echo "${addrs[*]}")"
+  echo "# redis-cli --cluster create (3 primaries + 3 replicas, each --appendonly yes --appendfsync always" \
+    "--save \"\" --cluster-node-timeout 5000; fresh, for $1); --store $store_url" >&2
+}
+
 start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
   local name=$1; shift
   if [[ "$STORE" == redis ]]; then start_redis "$name"; fi
+  if [[ "$STORE" == redis-cluster ]]; then start_redis_cluster "$name"; fi
   port=$(free_port)
   data=$work/data-$name
   rm -rf "$data"
@@ -125,9 +177,9 @@ start_server() { # $1: name, then extra serve flags; sets port, data, server_pid
 
 stop_server() {
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-  if [[ -n "$redis_pid" ]]; then
-    kill -9 "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""
-  fi
+  local p
+  for p in $redis_pid; do kill -9 "$p"; wait "$p" 2>/dev/null || true; done
+  redis_pid=""
 }
 
 metrics_summary() { # batch size, commit latency, staleness and server-side claim p99 from /metrics
@@ -380,7 +432,7 @@ run_ceiling() {
     wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
   local wrk_pid=$! redis_t0="" server_t0
   server_t0=$(cpu_ticks "$server_pid")
-  if [[ -n "$redis_pid" ]]; then redis_t0=$(cpu_ticks "$redis_pid"); fi
+  if [[ -n "$redis_pid" ]]; then redis_t0=$(cpu_ticks $redis_pid); fi
   if [[ -n "${BENCH_PROFILE:-}" ]]; then
     sleep 2 # into the run, past wrk's connection set-up
     curl -sf "http://127.0.0.1:$pprof_port/debug/pprof/profile?seconds=4" >"$BENCH_PROFILE/cpu-ceiling.pprof" ||
@@ -391,7 +443,7 @@ run_ceiling() {
   stop_consoles
   # CPU per claim of the server and of Redis: robust to a busy machine, where rates are not.
   echo "cpu ticks: server $(( $(cpu_ticks "$server_pid") - server_t0 ))" \
-    "redis $([[ -n "$redis_t0" ]] && echo $(( $(cpu_ticks "$redis_pid") - redis_t0 )) || echo -)" \
+    "redis $([[ -n "$redis_t0" ]] && echo $(( $(cpu_ticks $redis_pid) - redis_t0 )) || echo -)" \
     "clk_tck $(getconf CLK_TCK)" >>"$work/ceiling-claims.txt"
   cat "$work/ceiling-claims.txt"
   curl -sf "$base/metrics" >"$work/ceiling-metrics-1.txt" || return 1
@@ -454,8 +506,10 @@ print("function ceiling: %(function_per_s)d calls/s p99 %(function_p99_ms)s ms; 
 PY
 }
 
-cpu_ticks() { # utime + stime of PID $1 in clock ticks
-  awk '{print $14 + $15}' "/proc/$1/stat"
+cpu_ticks() { # utime + stime of the PIDs given, summed, in clock ticks
+  local p files=()
+  for p in "$@"; do files+=("/proc/$p/stat"); done
+  awk '{s += $14 + $15} END {print s}' "${files[@]}"
 }
 
 run_one() {
