@@ -276,11 +276,11 @@ func (w *faultWorld) verify() verdict {
 // crashRound starts the node with the crash hook armed at point:n, runs
 // load(base, died) until the node has died, and fails the test unless the
 // hook killed it with SIGKILL.
-func crashRound(t *testing.T, bin, data, addr, point string, n int, load func(base string, died <-chan struct{})) {
+func crashRound(t *testing.T, bin, data, addr, point string, n int, load func(base string, died <-chan struct{}), serveFlags ...string) {
 	t.Helper()
 	t.Setenv(hooksEnv, "1")
 	t.Setenv(crashAtEnv, fmt.Sprintf("%s:%d", point, n))
-	p := startServe(t, bin, data, addr)
+	p := startServe(t, bin, data, addr, serveFlags...)
 	died := make(chan struct{})
 	var ws syscall.WaitStatus
 	var exited bool

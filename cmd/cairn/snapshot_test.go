@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -99,33 +98,20 @@ func TestCrashDuringTruncation(t *testing.T) {
 	p.kill()
 	const cycles = 3
 	for round := range cycles {
-		t.Setenv(hooksEnv, "1")
-		t.Setenv(crashAtEnv, embedded.FaultTruncate+":1")
-		p := startServe(t, bin, data, addr, flags...)
-		died := make(chan struct{})
-		var ws syscall.WaitStatus
-		var exited bool
-		go func() { ws, exited = exitOf(p, 60*time.Second); close(died) }()
-		var wg sync.WaitGroup
-		wg.Go(func() { w.drive(round, 8, 1_000_000, died) })
-		snapshot := func() {
-			if st, b, _, err := w.c.do("POST", "/v1/admin/snapshot", testAdmin, "", nil); err == nil && st != 200 {
-				t.Errorf("snapshot = %d %s", st, b)
+		crashRound(t, bin, data, addr, embedded.FaultTruncate, 1, func(_ string, died <-chan struct{}) {
+			var wg sync.WaitGroup
+			wg.Go(func() { w.drive(round, 8, 1_000_000, died) })
+			defer wg.Wait()
+			snapshot := func() {
+				if st, b, _, err := w.c.do("POST", "/v1/admin/snapshot", testAdmin, "", nil); err == nil && st != 200 {
+					t.Errorf("snapshot = %d %s", st, b)
+				}
 			}
-		}
-		time.Sleep(300 * time.Millisecond)
-		snapshot()
-		time.Sleep(1500 * time.Millisecond) // past the retention and the window
-		snapshot()                           // truncates at the first: dies at the hook
-		<-died
-		wg.Wait()
-		if !exited || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-			p.kill()
-			t.Fatalf("round %d: exited %v, status %v; want killed by SIGKILL at the truncate hook\n%s", round, exited, ws, p.logs.String())
-		}
-		if !strings.Contains(p.logs.String(), "log truncated at a snapshot") {
-			t.Fatalf("round %d: the node died without truncating\n%s", round, p.logs.String())
-		}
+			time.Sleep(300 * time.Millisecond)
+			snapshot()
+			time.Sleep(1500 * time.Millisecond) // past the retention and the window
+			snapshot()                           // truncates at the first: dies at the hook
+		}, flags...)
 	}
 	t.Setenv(hooksEnv, "")
 	t.Setenv(crashAtEnv, "")
