@@ -273,97 +273,192 @@ func (e *Engine) maintainCluster(ctx context.Context) {
 	}
 }
 
+// sweepRoundsMax bounds the rounds of one sweep (each reads up to
+// sweepBatch entries of every partition).
+const sweepRoundsMax = 64
+
 // sweep credits every claim of every partition's log, past the partition's
 // cursor, whose player record is not final, and advances the cursor past
 // what it has checked. Idempotent, safe on any number of nodes at once.
 func (e *Engine) sweep(ctx context.Context) error {
-	var errs []error
-	for p := range e.cfg.Partitions {
-		for {
-			n, err := e.sweepPartition(ctx, geo.Partition(p))
-			if err != nil {
-				errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
-			}
-			if err != nil || n < sweepBatch {
-				break
-			}
+	for range sweepRoundsMax {
+		more, err := e.sweepRound(ctx)
+		if err != nil || !more {
+			return err
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
-// sweepPartition sweeps one batch of partition p; n is the entries read.
-func (e *Engine) sweepPartition(ctx context.Context, p geo.Partition) (n int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*e.cfg.CallTimeout)
+// sweptEvent is a log entry a sweep read, with (claims) the records it reads.
+type sweptEvent struct {
+	ev   hunt.Event
+	raw  string
+	rec  *goredis.StringCmd // the player's record
+	prec *goredis.StringCmd // the partition's record of (player, key)
+}
+
+type sweptBatch struct {
+	p      geo.Partition
+	from   hunt.Seq
+	events []sweptEvent
+}
+
+// final reports whether a player's record is final (credited): "<fp> <p> <seq> <rid>", seq > 0.
+func final(rec string) bool {
+	f := strings.Fields(rec)
+	return len(f) == 4 && f[2] != "0"
+}
+
+// sweepRound reads up to sweepBatch entries past every partition's cursor
+// and credits what needs it, in three phases:
+//
+//  1. each partition's entries (cairn_sweep_read, whose WAIT proves them on
+//     the replicas), then every claim's player and partition records in one
+//     pipeline;
+//  2. for each primary holding a record read as final, one write and WAIT
+//     after those reads (cairn_sweep_read on a partition of that primary):
+//     replication is one ordered stream per primary, so the records read
+//     before it are on the replicas too. A final record a failover could
+//     still lose is never taken as a reason to pass a claim by;
+//  3. per partition, in log order: credit each claim whose record is not
+//     final, and advance the cursor past what was checked, stopping at the
+//     first claim that could not be settled.
+//
+// more reports that some partition had a full batch.
+func (e *Engine) sweepRound(ctx context.Context) (more bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*e.cfg.CallTimeout)
 	defer cancel()
+	var errs []error
+	var batches []sweptBatch
+	pipe := e.rdb.Pipeline()
+	reads := 0
+	for p := range e.cfg.Partitions {
+		b, err := e.sweepRead(ctx, geo.Partition(p))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+			continue
+		}
+		if len(b.events) == 0 {
+			continue
+		}
+		more = more || len(b.events) >= sweepBatch
+		for i := range b.events {
+			if ev := &b.events[i]; ev.ev.Kind == hunt.KindClaimCompleted {
+				ev.rec = pipe.HGet(ctx, e.ks.idem(ev.ev.Player), ev.ev.Key)
+				ev.prec = pipe.HGet(ctx, keyPartIdem(b.p), string(ev.ev.Player)+" "+ev.ev.Key)
+				reads++
+			}
+		}
+		batches = append(batches, b)
+	}
+	if reads > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+			return false, errors.Join(append(errs, e.clusterErr(ctx, "sweep", err))...)
+		}
+	}
+	proven := e.sweepProve(ctx, batches)
+	for _, b := range batches {
+		if err := e.sweepSettle(ctx, b, proven); err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: %w", b.p, err))
+		}
+	}
+	return more && len(errs) == 0, errors.Join(errs...)
+}
+
+// sweepRead reads partition p's cursor and the entries past it.
+func (e *Engine) sweepRead(ctx context.Context, p geo.Partition) (sweptBatch, error) {
+	b := sweptBatch{p: p}
 	v, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(p), keyLog(p)}, sweepBatch)
 	if err != nil {
-		return 0, err
+		return b, err
 	}
 	arr, _ := v.([]any)
 	if len(arr) < 1 {
-		return 0, fmt.Errorf("%w: sweep read answered %v", errCorrupt, v)
+		return b, fmt.Errorf("%w: sweep read answered %v", errCorrupt, v)
 	}
 	cur, _ := arr[0].(string)
 	from, err := strconv.ParseUint(cur, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: credited cursor %q", errCorrupt, cur)
+		return b, fmt.Errorf("%w: credited cursor %q", errCorrupt, cur)
 	}
-	type claim struct {
-		ev   hunt.Event
-		raw  string
-		rec  *goredis.StringCmd // the player's record
-		prec *goredis.StringCmd // the partition's record
-	}
-	claims := make([]claim, 0, len(arr)-1)
-	pipe := e.rdb.Pipeline()
-	last := hunt.Seq(from)
+	b.from = hunt.Seq(from)
 	for _, x := range arr[1:] {
 		raw, _ := x.(string)
 		var ev hunt.Event
 		if err := decodeEvent(raw, &ev); err != nil {
-			return 0, err
+			return b, err
 		}
-		if ev.Kind != hunt.KindClaimCompleted {
-			continue
-		}
-		claims = append(claims, claim{ev: ev, raw: raw,
-			rec:  pipe.HGet(ctx, e.ks.idem(ev.Player), ev.Key),
-			prec: pipe.HGet(ctx, keyPartIdem(p), string(ev.Player)+" "+ev.Key)})
+		b.events = append(b.events, sweptEvent{ev: ev, raw: raw})
 	}
-	if len(claims) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
-			return 0, e.clusterErr(ctx, "sweep", err)
+	return b, nil
+}
+
+// sweepProve makes one write and WAIT on each primary that holds a record
+// read as final (phase 2 of sweepRound) and answers the primaries (by
+// address) for which it succeeded. Without MinReplicas nothing is asked of
+// replicas, and every record is taken as read.
+func (e *Engine) sweepProve(ctx context.Context, batches []sweptBatch) map[string]bool {
+	if e.cfg.MinReplicas == 0 {
+		return nil
+	}
+	proven := map[string]bool{}
+	probe := map[string]geo.Partition{} // a partition of each primary to write to
+	for _, b := range batches {
+		for _, ev := range b.events {
+			if ev.rec == nil || !final(ev.rec.Val()) {
+				continue
+			}
+			s := spendPartition(ev.ev.Player, e.cfg.Partitions)
+			node, err := e.cc.MasterForKey(ctx, keyCredited(s))
+			if err != nil {
+				continue
+			}
+			probe[node.Options().Addr] = s
 		}
 	}
-	ci := 0
-	for _, x := range arr[1:] {
-		raw, _ := x.(string)
-		var ev hunt.Event
-		_ = decodeEvent(raw, &ev)
-		if ev.Kind == hunt.KindClaimCompleted {
-			c := claims[ci]
-			ci++
-			if f := strings.Fields(c.rec.Val()); len(f) != 4 || f[2] == "0" {
-				pf := strings.Fields(c.prec.Val())
-				if len(pf) != 3 || pf[1] != strconv.FormatUint(uint64(ev.Epoch.Seq), 10) {
+	for addr, s := range probe {
+		// The partition's cursor written again (the same value): a write after the reads.
+		if _, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(s), keyLog(s)}, 1); err == nil {
+			proven[addr] = true
+		}
+	}
+	return proven
+}
+
+// sweepSettle is phase 3 of sweepRound for one partition's batch.
+func (e *Engine) sweepSettle(ctx context.Context, b sweptBatch, proven map[string]bool) (err error) {
+	last := b.from
+	for _, ev := range b.events {
+		if ev.ev.Kind == hunt.KindClaimCompleted {
+			if final(ev.rec.Val()) {
+				if proven != nil {
+					node, nerr := e.cc.MasterForKey(ctx, keyCredited(spendPartition(ev.ev.Player, e.cfg.Partitions)))
+					if nerr != nil || !proven[node.Options().Addr] {
+						err = unavailable("sweep: the credit of "+string(ev.ev.Player)+"/"+ev.ev.Key+" is not proven on the replicas", nerr)
+						break
+					}
+				}
+			} else {
+				pf := strings.Fields(ev.prec.Val())
+				if len(pf) != 3 || pf[1] != strconv.FormatUint(uint64(ev.ev.Epoch.Seq), 10) {
 					err = fmt.Errorf("%w: claim %v of %s/%s has player record %q and partition record %q",
-						errCorrupt, ev.Epoch, ev.Player, ev.Key, c.rec.Val(), c.prec.Val())
+						errCorrupt, ev.ev.Epoch, ev.ev.Player, ev.ev.Key, ev.rec.Val(), ev.prec.Val())
 					break
 				}
-				if err = e.credit(ctx, ev.Player, pf[2], c.raw); err != nil {
+				if err = e.credit(ctx, ev.ev.Player, pf[2], ev.raw); err != nil {
 					break
 				}
 				e.swept.Add(1)
 				e.met.Retries.WithLabelValues("credit").Inc()
 			}
 		}
-		last = ev.Epoch.Seq
+		last = ev.ev.Epoch.Seq
 	}
-	if last > hunt.Seq(from) {
-		if aerr := e.rdb.FCall(ctx, "cairn_sweep_advance", []string{keyCredited(p)}, uint64(last)).Err(); aerr != nil && err == nil {
+	if last > b.from {
+		if aerr := e.rdb.FCall(ctx, "cairn_sweep_advance", []string{keyCredited(b.p)}, uint64(last)).Err(); aerr != nil && err == nil {
 			err = e.clusterErr(ctx, "sweep", aerr)
 		}
 	}
-	return len(arr) - 1, err
+	return err
 }
