@@ -56,7 +56,7 @@ func openEngine(ctx context.Context, f serveFlags, log *slog.Logger, m *telemetr
 		})
 	default:
 		return nil, fmt.Errorf("--store %q: want embedded, redis://host:port/db, rediss://host:port/db, "+
-			"redis-cluster://host:port[,host:port...] or rediss-cluster://...", redactStore(f.store))
+			"redis-cluster://host:port[,host:port,...] or rediss-cluster:// (TLS)", redactStore(f.store))
 	}
 }
 

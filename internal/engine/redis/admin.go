@@ -205,15 +205,14 @@ func (e *Engine) importCluster(ctx context.Context, id hunt.HuntID, flat []any) 
 			p := flat[10*i+1].(uint64)
 			byPart[p] = append(byPart[p], i)
 		}
-		pipe := e.big.Pipeline()
-		var cmds []*goredis.Cmd
+		pipe := e.big.Pipeline() // Exec answers the first failed call's error
 		for p, is := range byPart {
 			args := []any{string(id), p, len(is)}
 			for _, i := range is {
 				args = append(args, flat[10*i], flat[10*i+2], flat[10*i+3], flat[10*i+4], flat[10*i+5], flat[10*i+6],
 					flat[10*i+7], flat[10*i+8], flat[10*i+9])
 			}
-			cmds = append(cmds, pipe.FCall(ctx, "cairn_import_hotspots", []string{keySeq(geo.Partition(p))}, args...))
+			pipe.FCall(ctx, "cairn_import_hotspots", []string{keySeq(geo.Partition(p))}, args...)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return e.callErr("import hotspots", err)

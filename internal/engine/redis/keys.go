@@ -65,7 +65,6 @@ func keyIdem(pl hunt.PlayerID) string   { return playerTag(pl) + "idem" }
 func keyWallet(pl hunt.PlayerID) string { return playerTag(pl) + "w" }
 func keyLedger(pl hunt.PlayerID) string { return playerTag(pl) + "led" }
 func keyPos(pl hunt.PlayerID) string    { return playerTag(pl) + "pos" }
-func keyRevoke(pl hunt.PlayerID) string { return playerTag(pl) + "rev" }
 
 func keyHotspot(p geo.Partition, h hunt.HuntID, s hunt.HotspotID) string {
 	return partitionTag(p) + "hs:" + string(h) + ":" + string(s)
