@@ -1,5 +1,5 @@
 #!lua name=cairn
--- cairn-version: 6
+-- cairn-version: 7
 --
 -- Cairn's Redis Function library (docs/REDIS.md). Loaded with FUNCTION LOAD
 -- REPLACE by internal/engine/redis when the library in Redis is missing or
@@ -438,16 +438,18 @@ local function credit(keys, a)
 end
 
 -- The sweeper's read: the cursor and the events of the log past it (at most
--- ARGV[1]). The cursor is written (the same value) so that a WAIT after this
--- call proves every event returned is on the replicas.
--- KEYS: credited, log. ARGV: count
+-- ARGV[1]). When it returns events, or when ARGV[2] is '1', the cursor is
+-- written (the same value) so that a WAIT after this call proves every write
+-- of this primary before it, the events returned included, is on the
+-- replicas; an idle partition costs no write.
+-- KEYS: credited, log. ARGV: count touch
 local function sweep_read(keys, a)
   local cur = redis.call('GET', keys[1]) or '0'
-  redis.call('SET', keys[1], cur)
   local out = { cur }
   for _, m in ipairs(redis.call('XRANGE', keys[2], '(' .. cur .. '-0', '+', 'COUNT', a[1])) do
     out[#out + 1] = m[2][2]
   end
+  if #out > 1 or a[2] == '1' then redis.call('SET', keys[1], cur) end
   return out
 end
 

@@ -369,7 +369,7 @@ func (e *Engine) sweepRound(ctx context.Context) (more bool, err error) {
 // sweepRead reads partition p's cursor and the entries past it.
 func (e *Engine) sweepRead(ctx context.Context, p geo.Partition) (sweptBatch, error) {
 	b := sweptBatch{p: p}
-	v, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(p), keyLog(p)}, sweepBatch)
+	v, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(p), keyLog(p)}, sweepBatch, 0)
 	if err != nil {
 		return b, err
 	}
@@ -419,7 +419,7 @@ func (e *Engine) sweepProve(ctx context.Context, batches []sweptBatch) map[strin
 	}
 	for addr, s := range probe {
 		// The partition's cursor written again (the same value): a write after the reads.
-		if _, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(s), keyLog(s)}, 1); err == nil {
+		if _, err := e.callSlot(ctx, "cairn_sweep_read", []string{keyCredited(s), keyLog(s)}, 1, 1); err == nil {
 			proven[addr] = true
 		}
 	}

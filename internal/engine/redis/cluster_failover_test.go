@@ -160,6 +160,9 @@ func checkClusterAfter(t *testing.T, n *node, done []acked, hs []hunt.Hotspot, t
 // slots answer 503 and clients retry with their keys). Afterwards every
 // acknowledged call replays its decision and the log agrees with the state.
 func TestClusterPrimaryKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster and fails a server of it under load")
+	}
 	const tickets = 40
 	c := redistest.StartCluster(t, 3, clusterNodeTimeout)
 	n := start(t, clusterConfig(c))
@@ -190,6 +193,9 @@ func TestClusterPrimaryKilled(t *testing.T) {
 // are refused and retried while the other shards keep answering; once the
 // replica is back the retries are acknowledged.
 func TestClusterReplicaKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster and fails a server of it under load")
+	}
 	const tickets = 40
 	c := redistest.StartCluster(t, 3, clusterNodeTimeout)
 	n := start(t, clusterConfig(c))
@@ -220,6 +226,9 @@ func TestClusterReplicaKilled(t *testing.T) {
 // out and are retried; anything it took after the promotion is never
 // acknowledged (its WAIT sees no replica); every acknowledged call replays.
 func TestClusterPrimaryFrozen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster and fails a server of it under load")
+	}
 	const tickets = 40
 	c := redistest.StartCluster(t, 3, clusterNodeTimeout)
 	n := start(t, clusterConfig(c))
