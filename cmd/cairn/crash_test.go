@@ -105,7 +105,7 @@ func freeAddr(t *testing.T) string {
 type proc struct {
 	cmd  *exec.Cmd
 	base string
-	logs *bytes.Buffer
+	logs *logBuffer
 }
 
 func startServe(t *testing.T, bin, dataDir, addr string, extra ...string) *proc {
@@ -121,7 +121,7 @@ func startServeEnv(t *testing.T, bin, dataDir, addr string, env []string, extra 
 	args := append([]string{"serve", "--addr", addr, "--data", dataDir, "--partitions", "8", "--claim-rate", "0"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	logs := &bytes.Buffer{}
+	logs := &logBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -153,6 +153,25 @@ func startServeEnv(t *testing.T, bin, dataDir, addr string, env []string, extra 
 
 // serveReadyTimeout bounds how long startServe waits for /readyz to answer 200.
 const serveReadyTimeout = 30 * time.Second
+
+// logBuffer collects a process's output; exec copies into it from its own
+// goroutine, so reads while (or right after) the process runs are locked.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(b)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
