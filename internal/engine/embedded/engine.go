@@ -51,8 +51,8 @@
 // the writers and returns it (wrapping engine.ErrUnavailable), so that the
 // process exits. Recovery is a restart: Open folds the log, which holds
 // exactly the groups that committed. Reads keep answering from published
-// (durable) state, except that a wallet may show a spend reservation whose
-// batch failed.
+// (durable) state; a wallet read waiting for a spend of the failed group
+// gets engine.ErrUnavailable (read.go).
 package embedded
 
 import (

@@ -77,7 +77,8 @@ func (p *partition) apply(ev *hunt.Event, spot uint32) (uint32, error) {
 		if ev.Outcome == hunt.Spent {
 			// A reservation: subtracted before the commit so that the next
 			// spend of the player (decided by this same writer) sees it.
-			p.e.wallets.getOrCreate(ev.Player).balance.Add(-ev.Amount)
+			// Not durable yet: wallet reads wait for its publish (Engine.Wallet).
+			p.e.wallets.getOrCreate(ev.Player).reserve(ev.Amount)
 		}
 	default:
 		return 0, fmt.Errorf("%w: unknown event kind %d", errFold, ev.Kind)
@@ -99,7 +100,7 @@ func (e *Engine) publish(ev *hunt.Event, spot uint32, granted uint32) {
 			e.wallets.getOrCreate(ev.Player).change(c, ev.At, ev.Epoch)
 		}
 	case ev.Kind == hunt.KindSpendCompleted && ev.Outcome == hunt.Spent:
-		e.wallets.getOrCreate(ev.Player).touch(ev.At, ev.Epoch)
+		e.wallets.getOrCreate(ev.Player).settle(ev.At, ev.Epoch)
 	}
 }
 

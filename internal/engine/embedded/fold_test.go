@@ -298,7 +298,7 @@ func dumpState(e *Engine) string {
 		})
 	}
 	e.wallets.each(func(id hunt.PlayerID, w *wallet) {
-		add("wallet %s balance %d epoch %v at %d", id, w.balance.Load(), w.epoch, w.at.UnixNano())
+		add("wallet %s balance %d epoch %v at %d spends reserved %d settled %d", id, w.balance.Load(), w.epoch, w.at.UnixNano(), w.reserved.Load(), w.settled)
 	})
 	for i := range e.pos.shards {
 		sh := &e.pos.shards[i]

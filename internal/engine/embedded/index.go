@@ -153,11 +153,43 @@ func (x *posIndex) update(k posKey, p position) {
 // reservations (before their batch commits) from the player's one spend
 // partition, which alone subtracts; so a balance read by that partition can
 // only have grown when it subtracts, and never goes below zero (I4).
+//
+// A reservation is not durable yet: a crash before its commit undoes it. So
+// a wallet read answers a balance only once every spend it includes is
+// durable: reserved counts the spends applied, settled those published, and
+// a reader that saw more reserved than settled waits on settledCh
+// (Engine.Wallet). Spends of a player are applied and published in one
+// partition's seq order, so settled >= n means the first n are durable.
 type wallet struct {
-	balance atomic.Int64
-	mu      sync.Mutex // guards epoch and at
-	epoch   hunt.Epoch
-	at      time.Time
+	balance   atomic.Int64
+	reserved  atomic.Uint64 // spends applied (their amount subtracted from balance)
+	mu        sync.Mutex    // guards epoch, at, settled and settledCh
+	epoch     hunt.Epoch
+	at        time.Time
+	settled   uint64        // spends published (durable)
+	settledCh chan struct{} // made by a waiting reader, closed by the next settle
+}
+
+// reserve subtracts a spend's amount before its commit (apply). The count
+// comes first, so a reader that sees the lowered balance sees it too.
+func (w *wallet) reserve(amount int64) {
+	w.reserved.Add(1)
+	w.balance.Add(-amount)
+}
+
+// settle records that the spend at epoch e is durable (publish) and wakes
+// the readers waiting for it.
+func (w *wallet) settle(at time.Time, e hunt.Epoch) {
+	w.mu.Lock()
+	w.settled++
+	if later(at, e, w.at, w.epoch) {
+		w.at, w.epoch = at, e
+	}
+	if w.settledCh != nil {
+		close(w.settledCh)
+		w.settledCh = nil
+	}
+	w.mu.Unlock()
 }
 
 // change adds delta and records the change's epoch (replay, credits).

@@ -103,14 +103,39 @@ func (e *Engine) Nearby(ctx context.Context, id hunt.HuntID, lat, lon, radiusM f
 }
 
 // Wallet returns the player's balance and the epoch of its latest change.
+// The balance includes the player's spends from their decision on (what
+// their next spend is decided against), so it is answered only once those
+// spends are durable: a read made while one is being committed waits for
+// its commit, and gets engine.ErrUnavailable if the commit fails (a crash
+// would have undone the spend: the answer would contradict every later read).
 func (e *Engine) Wallet(ctx context.Context, player hunt.PlayerID) (hunt.Wallet, error) {
 	out := hunt.Wallet{Player: player}
-	if w := e.wallets.get(player); w != nil {
-		w.mu.Lock()
-		out.Balance, out.Epoch = w.balance.Load(), w.epoch
-		w.mu.Unlock()
+	w := e.wallets.get(player)
+	if w == nil {
+		return out, nil
 	}
-	return out, nil
+	balance := w.balance.Load()
+	n := w.reserved.Load() // after the balance: it counts every spend the balance includes
+	for {
+		w.mu.Lock()
+		if w.settled >= n {
+			out.Balance, out.Epoch = balance, w.epoch
+			w.mu.Unlock()
+			return out, nil
+		}
+		if w.settledCh == nil {
+			w.settledCh = make(chan struct{})
+		}
+		settled := w.settledCh
+		w.mu.Unlock()
+		select {
+		case <-settled:
+		case <-e.failCh: // nothing is published after a failure
+			return hunt.Wallet{}, engine.ErrUnavailable
+		case <-ctx.Done():
+			return hunt.Wallet{}, ctx.Err()
+		}
+	}
 }
 
 // Ledger returns up to limit (capped at engine.LedgerLimitMax) of the
