@@ -298,7 +298,9 @@ func dumpState(e *Engine) string {
 		})
 	}
 	e.wallets.each(func(id hunt.PlayerID, w *wallet) {
-		add("wallet %s balance %d epoch %v at %d spends reserved %d settled %d", id, w.balance.Load(), w.epoch, w.at.UnixNano(), w.reserved.Load(), w.settled)
+		// Reserved and settled count spends since Open (a snapshot starts
+		// both at 0); an idle engine has none waiting to be durable.
+		add("wallet %s balance %d epoch %v at %d spends not durable %d", id, w.balance.Load(), w.epoch, w.at.UnixNano(), w.reserved.Load()-w.settled)
 	})
 	for i := range e.pos.shards {
 		sh := &e.pos.shards[i]
