@@ -110,7 +110,7 @@ func TestCrashDuringTruncation(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			snapshot()
 			time.Sleep(1500 * time.Millisecond) // past the retention and the window
-			snapshot()                           // truncates at the first: dies at the hook
+			snapshot()                          // truncates at the first: dies at the hook
 		}, flags...)
 	}
 	t.Setenv(hooksEnv, "")
