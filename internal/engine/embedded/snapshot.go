@@ -40,6 +40,7 @@ package embedded
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -159,18 +160,8 @@ func listSnapshots(dir string) ([]snapFile, error) {
 		}
 		out = append(out, snapFile{path: filepath.Join(dir, name), no: no})
 	}
-	slices.SortFunc(out, func(a, b snapFile) int { return -cmpU64(a.no, b.no) })
+	slices.SortFunc(out, func(a, b snapFile) int { return cmp.Compare(b.no, a.no) })
 	return out, nil
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // snapNo is the number in a snapshot file's name (0 if it has none).
