@@ -261,13 +261,6 @@ func (d *snapReader) skip(n int64) {
 	d.left -= n
 }
 
-func (d *snapReader) u8() uint8 {
-	if b := d.bytes(1); b != nil {
-		return b[0]
-	}
-	return 0
-}
-
 func (d *snapReader) u32() uint32 {
 	if b := d.bytes(4); b != nil {
 		return binary.LittleEndian.Uint32(b)
