@@ -89,7 +89,7 @@ type hub struct {
 	}
 	q struct {
 		sync.Mutex
-		items []queuedFrame // cap feedQueueLenMax; never grows
+		items []queuedFrame // at most feedQueueLenMax; grows as frames come
 	}
 	spare   []queuedFrame // render's other buffer, swapped with q.items
 	pending chan struct{} // cap 1: something was queued or unsubscribed
@@ -158,8 +158,6 @@ func newHub(c hubConfig) *hub {
 	h.mu.rings = map[hunt.HuntID]*ring{}
 	h.mu.players = map[hunt.PlayerID]int{}
 	h.mu.addrs = map[string]int{}
-	h.q.items = make([]queuedFrame, 0, feedQueueLenMax)
-	h.spare = make([]queuedFrame, 0, feedQueueLenMax)
 	return h
 }
 
@@ -320,7 +318,7 @@ func (h *hub) Committed(_ geo.Partition, batch []hunt.Event) {
 		slot := r.reserved
 		r.reserved++
 		r.mu.Unlock()
-		if len(h.q.items) < cap(h.q.items) {
+		if len(h.q.items) < feedQueueLenMax {
 			h.q.items = append(h.q.items, queuedFrame{ring: r, slot: slot, ev: frameFields(ev)})
 			queued = true
 		}

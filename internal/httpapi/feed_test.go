@@ -356,7 +356,7 @@ func TestHubQueueFull(t *testing.T) {
 	r2 := h.mu.rings["h2"]
 	h.mu.RUnlock()
 	h.q.Lock()
-	for len(h.q.items) < cap(h.q.items) {
+	for len(h.q.items) < feedQueueLenMax {
 		r2.mu.Lock()
 		slot := r2.reserved
 		r2.reserved++

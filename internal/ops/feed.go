@@ -27,14 +27,19 @@ type claim struct {
 
 // ring holds the latest claim decisions of every hunt. add is called by the
 // engine's commit path (the sink), so it takes one lock per batch and never
-// allocates once the ring is full.
+// allocates once the ring is full. It grows to its size as claims come (a
+// server whose hunts see few claims does not pay for a full ring); claim
+// cursor c sits at buf[(c-1) % size].
 type ring struct {
 	mu   sync.Mutex
-	buf  []claim
-	next uint64 // cursor of the next claim; the ring holds [next-len(buf), next)
+	size int
+	buf  []claim // len(buf) <= size; full once claims reach size
+	next uint64  // cursor of the next claim; the ring holds [next-len(buf), next)
 }
 
-func newRing(n int) *ring { return &ring{buf: make([]claim, n), next: 1} }
+func newRing(n int) *ring { return &ring{size: n, next: 1} }
+
+func (r *ring) at(c uint64) *claim { return &r.buf[(c-1)%uint64(r.size)] }
 
 func (r *ring) add(batch []hunt.Event) {
 	r.mu.Lock()
@@ -44,9 +49,14 @@ func (r *ring) add(batch []hunt.Event) {
 		if ev.Kind != hunt.KindClaimCompleted {
 			continue
 		}
-		r.buf[r.next%uint64(len(r.buf))] = claim{cursor: r.next, at: ev.At, huntID: ev.Hunt, hotspot: ev.Hotspot,
+		c := claim{cursor: r.next, at: ev.At, huntID: ev.Hunt, hotspot: ev.Hotspot,
 			player: ev.Player, outcome: ev.Outcome, lat: ev.Lat, lon: ev.Lon, geohash: ev.Geohash,
 			ticketsLeft: ev.TicketsLeft, points: ev.Points}
+		if len(r.buf) < r.size {
+			r.buf = append(r.buf, c)
+		} else {
+			*r.at(r.next) = c
+		}
 		r.next++
 	}
 }
@@ -77,7 +87,7 @@ func (r *ring) since(after uint64, fn func(*claim)) (next uint64, lost bool) {
 		from, lost = old, after != 0
 	}
 	for c := from; c < r.next; c++ {
-		fn(&r.buf[c%uint64(len(r.buf))])
+		fn(r.at(c))
 	}
 	return r.next - 1, lost
 }

@@ -35,7 +35,14 @@ func TestRing(t *testing.T) {
 		batch[i] = hunt.Event{Kind: hunt.KindClaimCompleted, Hunt: "h", Hotspot: hunt.HotspotID(rune('a' + i))}
 	}
 	batch = append(batch, hunt.Event{Kind: hunt.KindSpendCompleted})
-	r.add(batch)
+	// While it grows (two claims in a ring of four), the ring holds them all.
+	r.add(batch[:2])
+	var first []string
+	if next, lost := r.since(0, func(c *claim) { first = append(first, string(c.hotspot)) }); next != 2 || lost ||
+		len(first) != 2 || first[0] != "a" || first[1] != "b" {
+		t.Errorf("growing: since(0) = %d, %v, %v; want 2, not lost, [a b]", next, lost, first)
+	}
+	r.add(batch[2:])
 	if got := r.newest(); got != 6 {
 		t.Fatalf("newest() = %d; want 6", got)
 	}
