@@ -16,16 +16,24 @@ import (
 // that millions of hotspots cost a few dozen bytes each and no pointer the
 // garbage collector must follow.
 //
-// Per hotspot: the hunt's ordinal, the partition and the id (fixed when the
-// hotspot is created, before its index can be found), the published
-// definition and granted count (written only by the committer's settle
-// goroutine, or by Open, read by anyone through atomics; the definition's
-// fields together under the chunk's seqlock), and the decided count (written
-// and read only by the owning partition's writer). Coordinates are kept at
-// 1e-7 degree (hunt.Hotspot.Normalize rounds them so); tickets, reward and
-// points fit 32 bits (hunt.TicketsMax, RewardMax, PointsMax); a hotspot's
-// opening window is an index into a table of distinct windows, since most
-// hotspots of a hunt share one. The geohash is derived from the coordinates.
+// Per hotspot: the partition and the id (fixed when the hotspot is created,
+// before its index can be found), the published coordinates, terms and
+// granted count (written only by the committer's settle goroutine, or by
+// Open, read by anyone through atomics; the definition's fields together
+// under the chunk's seqlock), and the decided count (written and read only
+// by the owning partition's writer). Coordinates are kept at 1e-7 degree
+// (hunt.Hotspot.Normalize rounds them so). What many hotspots share (the
+// hunt, tickets, reward, points and opening window) is one entry of a table
+// of distinct terms, and each hotspot holds its entry's index: hunts hand
+// out a few tiers of tickets and rewards, so the table stays small (and at
+// worst, every hotspot's terms distinct, costs 12 bytes more per hotspot
+// than keeping the fields in place). A hotspot's hunt never changes, so it
+// is read from whatever terms entry the hotspot has. Tickets, reward and
+// points fit 32 bits (hunt.TicketsMax, RewardMax, PointsMax); the window is
+// an index into a table of distinct windows. The geohash is derived from
+// the coordinates. Entries are never removed while the process runs (a
+// re-import that changes a hotspot's terms adds one if they are new); Open
+// keeps only those in use.
 //
 // Ids are bytes in an arena of fixed blocks (never moved once written); a
 // lookup is an open-addressing table of indexes keyed by (hunt, id), read
@@ -51,7 +59,6 @@ func (d spotDef) exists() bool { return d.window != 0 }
 
 type chunk struct {
 	// Fixed at creation.
-	hunt  [chunkLen]uint32 // the hunt's ordinal (huntRegistry)
 	part  [chunkLen]uint16
 	idRef [chunkLen]uint32 // id block << idBlockBits | offset
 	idLen [chunkLen]uint8
@@ -60,10 +67,7 @@ type chunk struct {
 	ver     atomic.Uint32 // seqlock over the definition fields: odd while they change
 	lat     [chunkLen]atomic.Int32
 	lon     [chunkLen]atomic.Int32
-	tickets [chunkLen]atomic.Uint32
-	reward  [chunkLen]atomic.Uint32
-	points  [chunkLen]atomic.Uint32
-	window  [chunkLen]atomic.Uint32
+	terms   [chunkLen]atomic.Uint32 // index in the terms table
 	granted [chunkLen]atomic.Uint32
 
 	// Writer-owned: the grants decided, durable or not.
@@ -72,6 +76,18 @@ type chunk struct {
 
 // window is when a hotspot is open: unix ns, 0 = unbounded on that side.
 type window struct{ opens, closes int64 }
+
+// terms is what a hotspot shares with others: its hunt's ordinal
+// (huntRegistry) and the definition's fields but the coordinates. window 0
+// is "no definition" (see spotDef).
+type terms struct{ hunt, tickets, reward, points, window uint32 }
+
+func (x terms) hash() uint32 {
+	h := uint64(x.hunt)<<32 | uint64(x.tickets)
+	h = (h ^ uint64(x.reward)<<32 ^ uint64(x.points)) * 0x9e3779b97f4a7c15
+	h = (h ^ uint64(x.window)) * 0xff51afd7ed558ccd
+	return uint32(h >> 32)
+}
 
 type hotspotTable struct {
 	mu     sync.Mutex // creation, and the window table's map
@@ -83,6 +99,9 @@ type hotspotTable struct {
 
 	windows  atomic.Pointer[[]window] // append-only; index 0 is "always open"
 	windowOf map[window]uint32        // under mu
+
+	terms   atomic.Pointer[[]terms] // append-only
+	termsOf []uint32                // under mu: open addressing over terms, 0 empty, else index+1
 }
 
 func (t *hotspotTable) init() {
@@ -94,6 +113,44 @@ func (t *hotspotTable) init() {
 	ws := []window{{}}
 	t.windows.Store(&ws)
 	t.windowOf = map[window]uint32{{}: 0}
+	t.terms.Store(&[]terms{})
+	t.termsOf = make([]uint32, 64)
+}
+
+// intern returns the index of x in the terms table, adding it if new. The
+// caller holds mu, or is Open.
+func (t *hotspotTable) intern(x terms) uint32 {
+	old := *t.terms.Load()
+	mask := uint32(len(t.termsOf) - 1)
+	j := x.hash() & mask
+	for ; t.termsOf[j] != 0; j = (j + 1) & mask {
+		if old[t.termsOf[j]-1] == x {
+			return t.termsOf[j] - 1
+		}
+	}
+	ts := append(old, x)
+	t.terms.Store(&ts) // before any chunk holds the new index
+	i := uint32(len(ts) - 1)
+	if len(ts)*2 > len(t.termsOf) {
+		t.termsOf = make([]uint32, len(t.termsOf)*2)
+		mask = uint32(len(t.termsOf) - 1)
+		for k := range ts {
+			j := ts[k].hash() & mask
+			for t.termsOf[j] != 0 {
+				j = (j + 1) & mask
+			}
+			t.termsOf[j] = uint32(k) + 1
+		}
+		return i
+	}
+	t.termsOf[j] = i + 1
+	return i
+}
+
+// termsAt returns hotspot i's terms entry.
+func (t *hotspotTable) termsAt(i uint32) terms {
+	x := t.chunk(i).terms[i&(chunkLen-1)].Load()
+	return (*t.terms.Load())[x]
 }
 
 func (t *hotspotTable) len() uint32 { return t.n.Load() }
@@ -120,8 +177,7 @@ func (t *hotspotTable) id(i uint32) []byte {
 }
 
 func (t *hotspotTable) is(i, huntOrd uint32, id string) bool {
-	c := t.chunk(i)
-	return c.hunt[i&(chunkLen-1)] == huntOrd && string(t.id(i)) == id
+	return t.huntOf(i) == huntOrd && string(t.id(i)) == id
 }
 
 // find returns the index of (hunt, id), without a lock.
@@ -150,13 +206,13 @@ func (t *hotspotTable) create(huntOrd uint32, id string, part geo.Partition) uin
 	if i, ok := t.find(huntOrd, id); ok {
 		return i
 	}
-	return t.add(huntOrd, []byte(id), part, true)
+	return t.add(terms{hunt: huntOrd}, []byte(id), part, true)
 }
 
-// add creates (hunt, id), which must be new; the caller holds mu, or is
-// Open loading the store (whose keys are unique). Unless index is set, find
-// will not see it until reindex.
-func (t *hotspotTable) add(huntOrd uint32, id []byte, part geo.Partition, index bool) uint32 {
+// add creates (x.hunt, id) with terms x, which must be new; the caller holds
+// mu, or is Open loading the store (whose keys are unique). Unless index is
+// set, find will not see it until reindex.
+func (t *hotspotTable) add(x terms, id []byte, part geo.Partition, index bool) uint32 {
 	i := t.n.Load()
 	if i>>chunkBits >= uint32(len(*t.chunks.Load())) {
 		cs := append(*t.chunks.Load(), new(chunk))
@@ -170,7 +226,8 @@ func (t *hotspotTable) add(huntOrd uint32, id []byte, part geo.Partition, index 
 	bs := *t.blocks.Load()
 	copy(bs[len(bs)-1][t.used:], id)
 	c, k := t.chunk(i), i&(chunkLen-1)
-	c.hunt[k], c.part[k], c.idLen[k] = huntOrd, uint16(part), uint8(len(id))
+	c.part[k], c.idLen[k] = uint16(part), uint8(len(id))
+	c.terms[k].Store(t.intern(x))
 	c.idRef[k] = uint32(len(bs)-1)<<idBlockBits | uint32(t.used)
 	t.used += len(id)
 	if !index {
@@ -183,7 +240,7 @@ func (t *hotspotTable) add(huntOrd uint32, id []byte, part geo.Partition, index 
 		lk = *t.lookup.Load()
 	}
 	t.n.Store(i + 1)
-	insert(lk, spotHash(huntOrd, string(id)), i) // last: from here on find sees it
+	insert(lk, spotHash(x.hunt, string(id)), i) // last: from here on find sees it
 	return i
 }
 
@@ -198,7 +255,7 @@ func (t *hotspotTable) reindexFor(n uint32) {
 	}
 	lk := make([]atomic.Uint32, size)
 	for x := range n {
-		insert(lk, spotHash(t.chunk(x).hunt[x&(chunkLen-1)], string(t.id(x))), x)
+		insert(lk, spotHash(t.huntOf(x), string(t.id(x))), x)
 	}
 	t.lookup.Store(&lk)
 }
@@ -212,7 +269,7 @@ func insert(lk []atomic.Uint32, h, i uint32) {
 	lk[j].Store(i + 1)
 }
 
-func (t *hotspotTable) huntOf(i uint32) uint32 { return t.chunk(i).hunt[i&(chunkLen-1)] }
+func (t *hotspotTable) huntOf(i uint32) uint32 { return t.termsAt(i).hunt }
 
 func (t *hotspotTable) partOf(i uint32) geo.Partition {
 	return geo.Partition(t.chunk(i).part[i&(chunkLen-1)])
@@ -224,42 +281,47 @@ func (t *hotspotTable) def(i uint32) spotDef {
 	for {
 		v := c.ver.Load()
 		if v&1 == 0 {
-			d := spotDef{lat: c.lat[k].Load(), lon: c.lon[k].Load(), tickets: c.tickets[k].Load(),
-				reward: c.reward[k].Load(), points: c.points[k].Load(), window: c.window[k].Load()}
+			lat, lon, x := c.lat[k].Load(), c.lon[k].Load(), c.terms[k].Load()
 			if c.ver.Load() == v {
-				return d
+				tm := (*t.terms.Load())[x]
+				return spotDef{lat: lat, lon: lon, tickets: tm.tickets, reward: tm.reward, points: tm.points, window: tm.window}
 			}
 		}
 	}
 }
 
+// termsOfDef is the terms entry of definition d for a hotspot of hunt huntOrd.
+func termsOfDef(huntOrd uint32, d spotDef) terms {
+	return terms{hunt: huntOrd, tickets: d.tickets, reward: d.reward, points: d.points, window: d.window}
+}
+
 // setDef publishes a definition; only the settle goroutine (or Open) calls it.
 func (t *hotspotTable) setDef(i uint32, d spotDef) {
+	t.mu.Lock()
+	x := t.intern(termsOfDef(t.huntOf(i), d))
+	t.mu.Unlock()
 	c, k := t.chunk(i), i&(chunkLen-1)
 	c.ver.Add(1)
 	c.lat[k].Store(d.lat)
 	c.lon[k].Store(d.lon)
-	c.tickets[k].Store(d.tickets)
-	c.reward[k].Store(d.reward)
-	c.points[k].Store(d.points)
-	c.window[k].Store(d.window)
+	c.terms[k].Store(x)
 	c.ver.Add(1)
 }
 
-// loadDef sets hotspot i's definition and granted (and decided) count
-// with plain stores, for Open only: nothing reads the table before Open
-// returns, and the atomics' locked instructions were most of a snapshot's
-// load (the layout of atomic.Int32/Uint32 is that of int32/uint32).
-func (t *hotspotTable) loadDef(i uint32, d spotDef, granted uint32) {
+// load adds hotspot (huntOrd, id) of partition part with definition d and
+// granted (and decided) count, for Open only: it is not indexed (see
+// reindex), and the fields are set with plain stores, since nothing reads
+// the table before Open returns and the atomics' locked instructions were
+// most of a snapshot's load (the layout of atomic.Int32/Uint32 is that of
+// int32/uint32).
+func (t *hotspotTable) load(huntOrd uint32, id []byte, part geo.Partition, d spotDef, granted uint32) uint32 {
+	i := t.add(termsOfDef(huntOrd, d), id, part, false)
 	c, k := t.chunk(i), i&(chunkLen-1)
 	(*[chunkLen]int32)(unsafe.Pointer(&c.lat))[k] = d.lat
 	(*[chunkLen]int32)(unsafe.Pointer(&c.lon))[k] = d.lon
-	(*[chunkLen]uint32)(unsafe.Pointer(&c.tickets))[k] = d.tickets
-	(*[chunkLen]uint32)(unsafe.Pointer(&c.reward))[k] = d.reward
-	(*[chunkLen]uint32)(unsafe.Pointer(&c.points))[k] = d.points
-	(*[chunkLen]uint32)(unsafe.Pointer(&c.window))[k] = d.window
 	(*[chunkLen]uint32)(unsafe.Pointer(&c.granted))[k] = granted
 	c.decided[k] = granted
+	return i
 }
 
 func (t *hotspotTable) granted(i uint32) uint32 { return t.chunk(i).granted[i&(chunkLen-1)].Load() }

@@ -462,7 +462,7 @@ func (e *Engine) readSnapHotspots(d *snapReader, n uint32) {
 				d.fail("hotspot %d is out of range", base+k)
 				return
 			}
-			t.loadDef(t.add(hs[k], id, geo.Partition(parts[k]), false), def, granted)
+			t.load(hs[k], id, geo.Partition(parts[k]), def, granted)
 		}
 	}
 }
@@ -535,10 +535,20 @@ func (e *Engine) readSnapSpatial(d *snapReader) {
 			d.fail("spatial index of hunt %d, which does not exist", ord)
 			return
 		}
-		r := run{gh: make([]uint64, m), idx: make([]uint32, m)}
+		r := sorted{lo: make([]uint32, 0, m), idx: make([]uint32, m)}
 		b := d.bytes(int64(m) * 8)
+		if d.err != nil {
+			return
+		}
+		var last uint64
 		for k := range m {
-			r.gh[k] = binary.LittleEndian.Uint64(b[k*8:])
+			g := binary.LittleEndian.Uint64(b[k*8:])
+			if k > 0 && g < last {
+				d.fail("spatial index of hunt %d is not sorted", ord)
+				return
+			}
+			r.pushGh(g)
+			last = g
 		}
 		b = d.bytes(int64(m) * 4)
 		for k := range m {
@@ -548,14 +558,14 @@ func (e *Engine) readSnapSpatial(d *snapReader) {
 			return
 		}
 		for k := range m {
-			if r.idx[k] >= n || t.huntOf(r.idx[k]) != ord || (k > 0 && r.gh[k] < r.gh[k-1]) {
-				d.fail("spatial index of hunt %d is not sorted or names another hunt's hotspot", ord)
+			if r.idx[k] >= n || t.huntOf(r.idx[k]) != ord {
+				d.fail("spatial index of hunt %d names another hunt's hotspot", ord)
 				return
 			}
 		}
 		total += uint64(m)
 		if !e.snap.building {
-			e.hunts.ord(ord).spatial.view.Store(&spatialView{runs: []run{r}})
+			e.hunts.ord(ord).spatial.view.Store(&spatialView{runs: []sorted{r}})
 		}
 	}
 	if d.err == nil && total != uint64(n) {
@@ -897,7 +907,7 @@ func (b *Engine) writeSnapHotspots(w *snapWriter) {
 		m := min(n-base, chunkLen)
 		c := t.chunk(base)
 		for k := range m {
-			w.u32(c.hunt[k])
+			w.u32(t.huntOf(base + k))
 		}
 		for k := range m {
 			w.u16(c.part[k])
@@ -956,8 +966,8 @@ func (b *Engine) writeSnapSpatial(w *snapWriter) {
 		r := sortRun(*byHunt[o])
 		w.u32(o)
 		w.u32(uint32(r.len()))
-		for _, g := range r.gh {
-			w.u64(g)
+		for c := (cursor{r: &r}); c.more(); c.i++ {
+			w.u64(c.gh())
 		}
 		for _, x := range r.idx {
 			w.u32(x)

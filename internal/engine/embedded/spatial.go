@@ -14,8 +14,10 @@ import (
 // (geo.HashBits bits) with their indexes, in a few sorted runs of
 // geometrically growing sizes plus a short unsorted tail (a small
 // log-structured merge). Every geohash cell, at any length, is one range of
-// a sorted run, so one structure serves every zoom level; 12 bytes per
-// hotspot.
+// a sorted run, so one structure serves every zoom level. A sorted run keeps
+// the low 32 bits of each geohash and, once per stretch of entries that
+// share the high bits, a mark (geo.HashBits is 45, so there are at most
+// 2^13 stretches): about 8 bytes per hotspot.
 //
 // One goroutine adds (the settle goroutine, or Open); readers load the
 // current view, which never changes once published: runs are immutable and
@@ -29,6 +31,8 @@ import (
 
 const spatialTailLenMax = 256
 
+// run is entries as they come: the unsorted tail, and what a sorted run is
+// made from.
 type run struct {
 	gh  []uint64
 	idx []uint32
@@ -36,15 +40,80 @@ type run struct {
 
 func (r *run) len() int { return len(r.gh) }
 
+// sorted is a run sorted by (geohash, index), its geohashes packed.
+type sorted struct {
+	lo    []uint32 // the low 32 bits of each entry's geohash
+	idx   []uint32
+	marks []mark // by start; the first at 0
+}
+
+// mark: from entry start on (to the next mark), the geohashes' high bits are hi.
+type mark struct{ start, hi uint32 }
+
+func (r *sorted) len() int { return len(r.lo) }
+
+// gh returns entry i's geohash.
+func (r *sorted) gh(i int) uint64 {
+	m, _ := slices.BinarySearchFunc(r.marks, uint32(i)+1, func(m mark, t uint32) int { return cmp.Compare(m.start, t) })
+	return uint64(r.marks[m-1].hi)<<32 | uint64(r.lo[i])
+}
+
+// push appends an entry, which must sort at or after the last one.
+func (r *sorted) push(gh uint64, idx uint32) {
+	r.pushGh(gh)
+	r.idx = append(r.idx, idx)
+}
+
+// pushGh appends an entry's geohash only (its index is set by the caller).
+func (r *sorted) pushGh(gh uint64) {
+	if hi := uint32(gh >> 32); len(r.marks) == 0 || r.marks[len(r.marks)-1].hi != hi {
+		r.marks = append(r.marks, mark{uint32(len(r.lo)), hi})
+	}
+	r.lo = append(r.lo, uint32(gh))
+}
+
+// search returns the first entry whose geohash is at least g.
+func (r *sorted) search(g uint64) int {
+	hi := uint32(g >> 32)
+	m, _ := slices.BinarySearchFunc(r.marks, hi, func(m mark, t uint32) int { return cmp.Compare(m.hi, t) })
+	if m == len(r.marks) {
+		return r.len()
+	}
+	start := int(r.marks[m].start)
+	if r.marks[m].hi != hi {
+		return start
+	}
+	end := r.len()
+	if m+1 < len(r.marks) {
+		end = int(r.marks[m+1].start)
+	}
+	k, _ := slices.BinarySearch(r.lo[start:end], uint32(g))
+	return start + k
+}
+
 // span returns the entries of r whose geohash is in [lo, hi).
-func (r *run) span(lo, hi uint64) (int, int) {
-	a, _ := slices.BinarySearch(r.gh, lo)
-	b, _ := slices.BinarySearch(r.gh[a:], hi)
-	return a, a + b
+func (r *sorted) span(lo, hi uint64) (int, int) {
+	a := r.search(lo)
+	return a, max(a, r.search(hi))
+}
+
+// cursor reads a sorted run's entries in order.
+type cursor struct {
+	r    *sorted
+	i, m int // entry; the mark that covers it
+}
+
+func (c *cursor) more() bool { return c.i < c.r.len() }
+
+func (c *cursor) gh() uint64 {
+	for c.m+1 < len(c.r.marks) && int(c.r.marks[c.m+1].start) <= c.i {
+		c.m++
+	}
+	return uint64(c.r.marks[c.m].hi)<<32 | uint64(c.r.lo[c.i])
 }
 
 type spatialView struct {
-	runs  []run
+	runs  []sorted
 	tail  run  // unsorted
 	moved bool // some entry may be stale or duplicated
 }
@@ -94,7 +163,7 @@ func (s *spatial) add(t *hotspotTable, adds []spatialAdd) {
 		}
 		if len(v.runs) == 1 && s.moved {
 			// One run left: clean it, and no entry is stale any more.
-			v.runs[0] = merge(t, v.runs[0], run{}, true)
+			v.runs[0] = merge(t, v.runs[0], sorted{}, true)
 			s.moved = false
 		}
 	}
@@ -105,10 +174,10 @@ func (s *spatial) add(t *hotspotTable, adds []spatialAdd) {
 // bulk replaces the index with these entries, one per hotspot (Open,
 // before any reader).
 func (s *spatial) bulk(gh []uint64, idx []uint32) {
-	s.view.Store(&spatialView{runs: []run{sortRun(run{gh, idx})}})
+	s.view.Store(&spatialView{runs: []sorted{sortRun(run{gh, idx})}})
 }
 
-func sortRun(r run) run {
+func sortRun(r run) sorted {
 	type e struct {
 		gh  uint64
 		idx uint32
@@ -123,9 +192,9 @@ func sortRun(r run) run {
 		}
 		return cmp.Compare(a.idx, b.idx)
 	})
-	out := run{make([]uint64, len(es)), make([]uint32, len(es))}
-	for i, x := range es {
-		out.gh[i], out.idx[i] = x.gh, x.idx
+	out := sorted{lo: make([]uint32, 0, len(es)), idx: make([]uint32, 0, len(es))}
+	for _, x := range es {
+		out.push(x.gh, x.idx)
 	}
 	return out
 }
@@ -133,31 +202,29 @@ func sortRun(r run) run {
 // merge merges two sorted runs; where some hotspot has moved (clean unset),
 // it drops stale entries (whose geohash is no longer their hotspot's
 // published one) and duplicates.
-func merge(t *hotspotTable, a, b run, moved bool) run {
-	out := run{make([]uint64, 0, a.len()+b.len()), make([]uint32, 0, a.len()+b.len())}
+func merge(t *hotspotTable, a, b sorted, moved bool) sorted {
+	out := sorted{lo: make([]uint32, 0, a.len()+b.len()), idx: make([]uint32, 0, a.len()+b.len())}
+	var lastGh uint64
 	keep := func(gh uint64, idx uint32) {
-		if !moved {
-			out.gh = append(out.gh, gh)
-			out.idx = append(out.idx, idx)
-			return
+		if moved {
+			if n := out.len(); n > 0 && lastGh == gh && out.idx[n-1] == idx {
+				return
+			}
+			if d := t.def(idx); !d.exists() || geohashOf(d) != gh {
+				return
+			}
 		}
-		if n := out.len(); n > 0 && out.gh[n-1] == gh && out.idx[n-1] == idx {
-			return
-		}
-		if d := t.def(idx); !d.exists() || geohashOf(d) != gh {
-			return
-		}
-		out.gh = append(out.gh, gh)
-		out.idx = append(out.idx, idx)
+		out.push(gh, idx)
+		lastGh = gh
 	}
-	i, j := 0, 0
-	for i < a.len() || j < b.len() {
-		if j == b.len() || (i < a.len() && (a.gh[i] < b.gh[j] || (a.gh[i] == b.gh[j] && a.idx[i] <= b.idx[j]))) {
-			keep(a.gh[i], a.idx[i])
-			i++
+	ca, cb := cursor{r: &a}, cursor{r: &b}
+	for ca.more() || cb.more() {
+		if !cb.more() || (ca.more() && (ca.gh() < cb.gh() || (ca.gh() == cb.gh() && a.idx[ca.i] <= b.idx[cb.i]))) {
+			keep(ca.gh(), a.idx[ca.i])
+			ca.i++
 		} else {
-			keep(b.gh[j], b.idx[j])
-			j++
+			keep(cb.gh(), b.idx[cb.i])
+			cb.i++
 		}
 	}
 	return out

@@ -156,3 +156,50 @@ func BenchmarkNearbyDense(b *testing.B) {
 		})
 	}
 }
+
+// TestSortedRunPacking holds a packed sorted run to the plain sorted slice it
+// packs: every entry reads back, and every span is the plain binary search's,
+// for geohashes that cross the packed high bits often or seldom.
+func TestSortedRunPacking(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		his := rapid.IntRange(1, 1<<13).Draw(t, "highs")
+		n := rapid.IntRange(0, 300).Draw(t, "n")
+		gh := make([]uint64, n)
+		for i := range gh {
+			hi := uint64(rapid.IntRange(0, his-1).Draw(t, "hi"))
+			lo := uint64(rapid.OneOf(rapid.Uint32Range(0, 3), rapid.Uint32(), rapid.Uint32Range(1<<32-4, 1<<32-1)).Draw(t, "lo"))
+			gh[i] = hi<<32 | lo
+		}
+		idx := make([]uint32, n)
+		for i := range idx {
+			idx[i] = uint32(i)
+		}
+		r := sortRun(run{slices.Clone(gh), idx})
+		slices.Sort(gh)
+		if r.len() != n {
+			t.Fatalf("len %d, want %d", r.len(), n)
+		}
+		for i := range gh {
+			if r.gh(i) != gh[i] {
+				t.Fatalf("entry %d reads %x, want %x", i, r.gh(i), gh[i])
+			}
+		}
+		for range 20 {
+			a := rapid.OneOf(rapid.SampledFrom(append(gh, 0)), rapid.Uint64Range(0, uint64(his)<<32)).Draw(t, "lo bound")
+			b := a + rapid.Uint64Range(0, 1<<33).Draw(t, "width")
+			wa, _ := slices.BinarySearch(gh, a)
+			wb, _ := slices.BinarySearch(gh, b)
+			if ga, gb := r.span(a, b); ga != wa || gb != wb {
+				t.Fatalf("span(%x, %x) = %d, %d; want %d, %d", a, b, ga, gb, wa, wb)
+			}
+		}
+		// merge (with nothing moved) of two halves equals the whole.
+		h := n / 2
+		m := merge(nil, sortRun(run{slices.Clone(gh[:h]), slices.Clone(idx[:h])}), sortRun(run{slices.Clone(gh[h:]), slices.Clone(idx[h:])}), false)
+		for i := range gh {
+			if m.gh(i) != gh[i] {
+				t.Fatalf("merged entry %d reads %x, want %x", i, m.gh(i), gh[i])
+			}
+		}
+	})
+}

@@ -432,9 +432,8 @@ func (e *Engine) loadDefs() error {
 		// Stores written before coordinates were kept at 1e-7 degree are
 		// rounded here, as Normalize rounds new imports.
 		def.Lat, def.Lon = geo.RoundE7(def.Lat), geo.RoundE7(def.Lon)
-		i := t.add(he.ord, sid, p, false) // store keys are unique; indexed below
 		d := t.compact(&def)
-		t.loadDef(i, d, 0)
+		i := t.load(he.ord, sid, p, d, 0) // store keys are unique; indexed below
 		sl := byHunt[he.ord]
 		if sl == nil {
 			sl = &spatialLoad{}
@@ -496,7 +495,7 @@ func (e *Engine) loadDefTail() error {
 			i, ok := t.find(he.ord, string(sid))
 			if !ok {
 				t.mu.Lock()
-				i = t.add(he.ord, sid, part, true)
+				i = t.add(terms{hunt: he.ord}, sid, part, true)
 				t.mu.Unlock()
 			}
 			if a, moved := e.publishDef(i, t.compact(&def)); moved && !e.snap.building {
