@@ -19,7 +19,9 @@
 # scripts/claim.lua, needs /usr/bin/wrk), ceiling (closed-loop, wrk: the
 # /healthz rate, then the rate of spread durable claims with scripts/ceiling.lua
 # over 10,000 hotspots in all partitions and 20,000 players, their ratio, the
-# commit figures from /metrics and `cairn verify`; see run_ceiling).
+# commit figures from /metrics and `cairn verify`; see run_ceiling; it also
+# prints the server's CPU per /healthz and per claim, from /proc/PID/stat over
+# each wrk run, and wrk's own, from /usr/bin/time).
 # Env: CAIRN (binary; default: built into the temp dir), BENCH_TIMEOUT
 # (default 1800 s), GOGC (passed to the server), STORE (default embedded; a
 # redis:// URL runs the same scenarios on the Redis engine; `redis` starts a
@@ -36,6 +38,7 @@
 # headless Chromium, scripts/consoles; needs chromium), BENCH_CONSOLES_NICE
 # (the browsers' niceness, default 19; 0 leaves Chromium's own),
 # BENCH_CONSOLES_MODE=http (the consoles' polls sent with curl, no browser),
+# CEILING_DURATION (each wrk run of `ceiling`, default 10s),
 # BENCH_TRACE_RATIO (e.g. 0.01: the server traces that share of requests,
 # exported by OTLP/HTTP to scripts/otlp-sink.py on a free port, which prints
 # how many export requests and bytes it received at the end).
@@ -296,7 +299,8 @@ PY
 # just after the claim run (so only the claims count): average events per
 # partition batch (cairn_batch_size), per synced group commit
 # (cairn_commit_group_size, when the binary has it) and the average commit
-# latency. Exits 1 if the claim run had errors.
+# latency, and the CPU per answer of the server and of wrk in each run.
+# Exits 1 if the claim run had errors.
 ceiling_summary() {
   python3 - "$@" <<'PY'
 import json, re, sys
@@ -333,12 +337,30 @@ if "cairn_commit_group_size_count" in b:
     out["commit_groups"] = int(delta("cairn_commit_group_size_count"))
 if "cairn_commit_group_batches_count" in b:
     out["avg_commit_group_batches"] = avg("cairn_commit_group_batches")
+# CPU per answer (µs): the server's (utime + stime from /proc/PID/stat over
+# each wrk run) and wrk's own (its user + system time from /usr/bin/time).
+def answers(text):
+    return int(re.search(r"(\d+) requests in", text).group(1))
+def cpu_us(text, n):
+    out = {}
+    m = re.search(r"cpu ticks: server (\d+) .*clk_tck (\d+)", text)
+    if m and n:
+        out["server"] = round(1e6 * int(m.group(1)) / int(m.group(2)) / n, 1)
+    m = re.search(r"wrk cpu: ([\d.]+) ([\d.]+)", text)
+    if m and n:
+        out["wrk"] = round(1e6 * (float(m.group(1)) + float(m.group(2))) / n, 1)
+    return out
+for name, text in (("healthz", healthz), ("claim", claims)):
+    for k, v in cpu_us(text, answers(text)).items():
+        out["%s_cpu_us_per_%s" % (k, name)] = v
 m = re.search(r"ceiling answers: (\d+), errors: (\d+)", claims)
 out["claim_answers"], out["claim_errors"] = (int(m.group(1)), int(m.group(2))) if m else (None, None)
 out["status"] = {k: int(v) for k, v in re.findall(r"^status (\d+): (\d+)$", claims, re.M)}
 print(json.dumps(out))
 print("ceiling: healthz %(healthz_per_s)d/s p99 %(healthz_p99_ms)s ms; claims %(claims_per_s)d/s p99 %(claims_p99_ms)s ms; "
       "ratio %(ratio)s; avg batch %(avg_batch_size)s, avg commit %(avg_commit_ms)s ms" % out
+      + "".join("; %s %s us" % (k, out[k]) for k in ("server_cpu_us_per_healthz", "server_cpu_us_per_claim",
+                                                       "wrk_cpu_us_per_healthz", "wrk_cpu_us_per_claim") if k in out)
       + ("; avg commit group %s events" % out["avg_commit_group_size"] if "avg_commit_group_size" in out else ""))
 if out["claim_errors"] != 0:
     sys.exit("ceiling: the claim run had %s errors (status not 2xx/409, or socket errors)" % out["claim_errors"])
@@ -418,18 +440,29 @@ stop_consoles() {
   if [[ -n "$consoles_pid" ]]; then kill "$consoles_pid"; wait "$consoles_pid" 2>/dev/null || true; consoles_pid=""; fi
 }
 
+# timed FILE CMD...: runs CMD, writing its user and system CPU seconds to
+# FILE as "wrk cpu: U S" (FILE stays empty without /usr/bin/time).
+timed() {
+  local f=$1; shift
+  if [[ -x /usr/bin/time ]]; then /usr/bin/time -f "wrk cpu: %U %S" -o "$f" "$@"; else : >"$f"; "$@"; fi
+}
+
 run_ceiling() {
   local base="http://127.0.0.1:$port" d=${CEILING_DURATION:-10s} rc=0
   ceiling_setup || return 1
   if [[ ${BENCH_CONSOLES:-0} -gt 0 ]]; then start_consoles || return 1; fi
   echo "# wrk -t1 -c64 -d$d --latency $base/healthz" >&2
-  wrk -t1 -c64 -d"$d" --latency "$base/healthz" >"$work/ceiling-healthz.txt" || return 1
+  local server_h0
+  server_h0=$(cpu_ticks "$server_pid")
+  timed "$work/ceiling-healthz-time.txt" wrk -t1 -c64 -d"$d" --latency "$base/healthz" >"$work/ceiling-healthz.txt" || return 1
+  echo "cpu ticks: server $(( $(cpu_ticks "$server_pid") - server_h0 )) clk_tck $(getconf CLK_TCK)" >>"$work/ceiling-healthz.txt"
+  cat "$work/ceiling-healthz-time.txt" >>"$work/ceiling-healthz.txt"
   cat "$work/ceiling-healthz.txt"
   curl -sf "$base/metrics" >"$work/ceiling-metrics-0.txt" || return 1
   if [[ -n "$consoles_pid" ]]; then renice_consoles; fi
   echo "# TOKENS=ceiling-tokens.txt HOTSPOTS=ceiling-hotspots.txt wrk -t1 -c64 -d$d --latency -s scripts/ceiling.lua $base/" >&2
   HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
-    wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
+    timed "$work/ceiling-claims-time.txt" wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
   local wrk_pid=$! redis_t0="" server_t0
   server_t0=$(cpu_ticks "$server_pid")
   if [[ -n "$redis_pid" ]]; then redis_t0=$(cpu_ticks $redis_pid); fi
@@ -445,6 +478,7 @@ run_ceiling() {
   echo "cpu ticks: server $(( $(cpu_ticks "$server_pid") - server_t0 ))" \
     "redis $([[ -n "$redis_t0" ]] && echo $(( $(cpu_ticks $redis_pid) - redis_t0 )) || echo -)" \
     "clk_tck $(getconf CLK_TCK)" >>"$work/ceiling-claims.txt"
+  cat "$work/ceiling-claims-time.txt" >>"$work/ceiling-claims.txt"
   cat "$work/ceiling-claims.txt"
   curl -sf "$base/metrics" >"$work/ceiling-metrics-1.txt" || return 1
   ceiling_summary "$work/ceiling-healthz.txt" "$work/ceiling-claims.txt" \
