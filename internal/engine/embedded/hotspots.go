@@ -26,8 +26,8 @@ import (
 // hunt, tickets, reward, points and opening window) is one entry of a table
 // of distinct terms, and each hotspot holds its entry's index: hunts hand
 // out a few tiers of tickets and rewards, so the table stays small (and at
-// worst, every hotspot's terms distinct, costs 12 bytes more per hotspot
-// than keeping the fields in place). A hotspot's hunt never changes, so it
+// worst, every hotspot's terms distinct, costs 12 to 20 bytes more per
+// hotspot than keeping the fields in place). A hotspot's hunt never changes, so it
 // is read from whatever terms entry the hotspot has. Tickets, reward and
 // points fit 32 bits (hunt.TicketsMax, RewardMax, PointsMax); the window is
 // an index into a table of distinct windows. The geohash is derived from
