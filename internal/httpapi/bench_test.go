@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -127,5 +128,43 @@ func BenchmarkClaimCodec(b *testing.B) {
 			b.Fatal(err)
 		}
 		buf, _, _ = renderClaim(buf[:0], &ev)
+	}
+}
+
+// BenchmarkAuthFirstSight is the authenticator on tokens it has not seen
+// (each iteration a new player's token, so each one is parsed and verified,
+// as for every player's first request); BenchmarkAuthCached on one it has.
+func BenchmarkAuthFirstSight(b *testing.B) {
+	a := newAuthenticator([]byte(testSecret), testAdmin, "", "", time.Now)
+	now := time.Now()
+	reqs := make([]*http.Request, b.N)
+	for i := range reqs {
+		tok, err := MintToken([]byte(testSecret), hunt.PlayerID("p"+strconv.Itoa(i)), time.Hour, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = &http.Request{Header: http.Header{"Authorization": {"Bearer " + tok}}}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if p, err := a.player(reqs[i]); err != nil || p != hunt.PlayerID("p"+strconv.Itoa(i)) {
+			b.Fatalf("player(token %d) = %q, %v", i, p, err)
+		}
+	}
+}
+
+func BenchmarkAuthCached(b *testing.B) {
+	a := newAuthenticator([]byte(testSecret), testAdmin, "", "", time.Now)
+	tok, err := MintToken([]byte(testSecret), "alice", time.Hour, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &http.Request{Header: http.Header{"Authorization": {"Bearer " + tok}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if p, err := a.player(r); err != nil || p != "alice" {
+			b.Fatalf("player = %q, %v", p, err)
+		}
 	}
 }

@@ -253,3 +253,66 @@ func TestTokenRulesHTTP(t *testing.T) {
 		t.Errorf("a 100-year token's refusal = %v; want the detail to name its lifetime", r)
 	}
 }
+
+// TestVerifyFastAgreesWithParser: the fast path accepts exactly the tokens
+// of its shape that the parser accepts, with the same claims, and refuses
+// every bad token (the parser then gives the reason).
+func TestVerifyFastAgreesWithParser(t *testing.T) {
+	now := time.Now()
+	hour := now.Add(time.Hour)
+	a := newAuthenticator([]byte(testSecret), testAdmin, "", "", time.Now)
+	strict := newAuthenticator([]byte(testSecret), testAdmin, "cairn-test", "players", time.Now)
+	good, _ := MintToken([]byte(testSecret), "alice", time.Hour, now)
+	withBoth, _ := MintTokenFor([]byte(testSecret), "alice", time.Hour, now, "cairn-test", "players")
+	wrongAud, _ := MintTokenFor([]byte(testSecret), "alice", time.Hour, now, "cairn-test", "admins")
+	enc := base64.RawURLEncoding
+	sign := func(head, body string) string {
+		h, b := enc.EncodeToString([]byte(head)), enc.EncodeToString([]byte(body))
+		mac := hmac.New(sha256.New, []byte(testSecret))
+		mac.Write([]byte(h + "." + b))
+		return h + "." + b + "." + enc.EncodeToString(mac.Sum(nil))
+	}
+	exp := strconv.FormatInt(hour.Unix(), 10)
+	toks := badTokens(t)
+	toks["good"] = good
+	toks["iss+aud"] = withBoth
+	toks["wrong aud"] = wrongAud
+	toks["typ first"] = sign(`{"typ":"JWT","alg":"HS256"}`, `{"sub":"bob","exp":`+exp+`}`)
+	toks["no typ"] = sign(`{"alg":"HS256"}`, `{"sub":"bob","exp":`+exp+`}`)
+	toks["kid header"] = sign(`{"alg":"HS256","kid":"k1","typ":"JWT"}`, `{"sub":"bob","exp":`+exp+`}`)
+	toks["not yet valid"] = sign(`{"alg":"HS256","typ":"JWT"}`, `{"sub":"bob","exp":`+exp+`,"nbf":`+exp+`}`)
+	toks["exp a string"] = sign(`{"alg":"HS256","typ":"JWT"}`, `{"sub":"bob","exp":"`+exp+`"}`)
+	toks["claims null"] = sign(`{"alg":"HS256","typ":"JWT"}`, `null`)
+	toks["trailing claims"] = sign(`{"alg":"HS256","typ":"JWT"}`, `{"sub":"bob","exp":`+exp+`} {}`)
+	toks["truncated signature"] = good[:len(good)-2]
+	toks["four segments"] = good + ".x"
+	fast := map[string]bool{}
+	for _, au := range []*authenticator{a, strict} {
+		for name, tok := range toks {
+			var fc, pc jwt.RegisteredClaims
+			fastOK := au.verifyFast(tok, &fc)
+			_, err := au.parser.ParseWithClaims(tok, &pc, au.keyfunc)
+			if fastOK && err != nil {
+				t.Errorf("%s: verifyFast accepted a token the parser refuses (%v)", name, err)
+			}
+			if fastOK && (fc.Subject != pc.Subject || !fc.ExpiresAt.Equal(pc.ExpiresAt.Time)) {
+				t.Errorf("%s: verifyFast claims %+v; the parser's %+v", name, fc, pc)
+			}
+			if fastOK {
+				fast[name+map[bool]string{true: " (strict)", false: ""}[au == strict]] = true
+			}
+		}
+	}
+	// The fast path is taken for valid tokens of its shape (sub is checked by player afterwards).
+	for _, name := range []string{"good", "typ first", "no typ", "iss+aud", "bad sub", "iss+aud (strict)"} {
+		if !fast[name] {
+			t.Errorf("verifyFast refused the %s token; the parser accepts it", name)
+		}
+	}
+	for _, name := range []string{"kid header", "trailing claims", "good (strict)", "wrong aud (strict)", "RS256 header",
+		"expired", "wrong secret", "not yet valid", "claims null"} {
+		if fast[name] {
+			t.Errorf("verifyFast accepted the %s token", name)
+		}
+	}
+}
