@@ -3,6 +3,7 @@ package redis
 import (
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -89,12 +90,20 @@ func newClusterClients(cfg Config) (clients, error) {
 	if cfg.PoolSize > 0 {
 		opt.PoolSize = cfg.PoolSize
 	}
+	// Each client gets its own copy of the seed list: go-redis appends the
+	// address of a node it discovers (a primary added to the cluster) to
+	// the slice it was given, under its own lock only, so clients sharing
+	// one backing array would race on it.
+	opt.Addrs = slices.Clip(slices.Clone(opt.Addrs))
 	hopt := *opt
+	hopt.Addrs = slices.Clip(slices.Clone(opt.Addrs))
 	hopt.PoolSize = 1
 	hopt.PoolTimeout = cfg.CallTimeout
 	bopt := *opt
+	bopt.Addrs = slices.Clip(slices.Clone(opt.Addrs))
 	bopt.PoolSize = 2
 	iopt := *opt
+	iopt.Addrs = slices.Clip(slices.Clone(opt.Addrs))
 	iopt.PoolSize = 2
 	iopt.ReadTimeout = importTimeoutCalls * cfg.CallTimeout
 	iopt.WriteTimeout = importTimeoutCalls * cfg.CallTimeout
