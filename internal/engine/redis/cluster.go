@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -267,6 +268,9 @@ func (e *Engine) maintainCluster(ctx context.Context) {
 		if up, _, _ := e.avail.get(); !up {
 			continue
 		}
+		if err := e.libraryOnNewPrimaries(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("redis engine: function library not loaded on every primary; next round retries", "err", err)
+		}
 		if err := e.sweep(ctx); err != nil && ctx.Err() == nil {
 			e.log.Debug("redis engine: sweep incomplete; next round retries", "err", err)
 		}
@@ -461,4 +465,82 @@ func (e *Engine) sweepSettle(ctx context.Context, b sweptBatch, proven map[strin
 		}
 	}
 	return err
+}
+
+// libraryOnNewPrimaries loads the function library on every primary that
+// CLUSTER NODES lists and this node has not yet seen with it, including a
+// primary just added with no slot (which the client's slot map does not
+// know yet), so it has the library before a reshard gives it a slot. Each
+// primary is checked once per node id and address: a failover promotes a
+// replica, which has the library by replication, and is checked as a new
+// primary all the same. A primary that loses its data on a restart is
+// covered by callSlot, which loads the library when a call answers that
+// the Function is missing.
+func (e *Engine) libraryOnNewPrimaries(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*e.cfg.CallTimeout)
+	defer cancel()
+	text, err := e.cc.ClusterNodes(cctx).Result()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range clusterPrimaries(text) {
+		if _, ok := e.libPrimaries.Load(n); ok {
+			continue
+		}
+		if err := e.libraryOnAddr(cctx, n.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.addr, err))
+			continue
+		}
+		e.libPrimaries.Store(n, struct{}{})
+	}
+	return errors.Join(errs...)
+}
+
+// clusterNode is a node as CLUSTER NODES names it.
+type clusterNode struct{ id, addr string }
+
+// clusterPrimaries lists the primaries of a CLUSTER NODES reply that are
+// reachable members: flagged master, not failed, not in handshake, with an
+// address.
+func clusterPrimaries(text string) []clusterNode {
+	var out []clusterNode
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		flags := "," + f[2] + ","
+		if !strings.Contains(flags, ",master,") || strings.Contains(flags, ",fail,") ||
+			strings.Contains(flags, ",handshake,") || strings.Contains(flags, ",noaddr,") {
+			continue
+		}
+		addr, _, _ := strings.Cut(f[1], "@") // ip:port@cport[,hostname]
+		if addr == "" || strings.HasPrefix(addr, ":") {
+			continue
+		}
+		out = append(out, clusterNode{id: f[0], addr: addr})
+	}
+	return out
+}
+
+// libraryOnAddr is ensureLibraryOn on the node at addr, over a connection
+// of its own (the node may own no slot, so the cluster client has no pool
+// for it), with the cluster URL's credentials and TLS.
+func (e *Engine) libraryOnAddr(ctx context.Context, addr string) error {
+	cu, err := parseClusterURL(e.cfg.URL)
+	if err != nil {
+		return err
+	}
+	opt := &goredis.Options{
+		Addr: addr, Username: cu.user, Password: cu.password, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: e.cfg.CallTimeout, ReadTimeout: e.cfg.CallTimeout, WriteTimeout: e.cfg.CallTimeout,
+		ContextTimeoutEnabled: true, ClientName: "cairn-" + e.cfg.Consumer,
+	}
+	if cu.tls {
+		opt.TLSConfig = &tls.Config{ServerName: cu.host, MinVersion: tls.VersionTLS12}
+	}
+	c := goredis.NewClient(opt)
+	defer c.Close()
+	return e.ensureLibraryOn(ctx, c)
 }

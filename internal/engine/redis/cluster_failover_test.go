@@ -21,14 +21,16 @@ import (
 // giving up on it (as a client does; what the request left pending is the
 // sweeper's). It keeps every call answered with a decision.
 type clusterLoad struct {
-	mu     sync.Mutex
-	done   []acked
-	n      atomic.Int64 // calls answered with a decision
-	retry  atomic.Int64 // attempts refused and retried
-	given  atomic.Int64 // requests given up after giveUpAfter of refusals
-	last   atomic.Value // the last refusal, for a failure's message
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu        sync.Mutex
+	done      []acked
+	n         atomic.Int64 // calls answered with a decision
+	retry     atomic.Int64 // attempts refused and retried
+	given     atomic.Int64 // requests given up after giveUpAfter of refusals
+	last      atomic.Value // the last refusal, for a failure's message
+	other     atomic.Int64 // calls answered with an error that is neither a decision nor a refusal
+	lastOther atomic.Value
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // giveUpAfter: a client gives a request up when it has been refused this long.
@@ -71,6 +73,10 @@ func startClusterLoad(n *node, hs []hunt.Hotspot, workers int) *clusterLoad {
 						l.last.Store(err.Error())
 						time.Sleep(20 * time.Millisecond) // a client's back-off before its retry
 						continue
+					}
+					if err != nil && ctx.Err() == nil {
+						l.other.Add(1)
+						l.lastOther.Store(err.Error())
 					}
 					if err == nil {
 						l.mu.Lock()

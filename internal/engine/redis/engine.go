@@ -140,6 +140,9 @@ type Engine struct {
 	testHookBeforeCredit func() bool
 	// swept counts the credits this node's sweeper applied (cluster mode).
 	swept atomic.Int64
+	// libPrimaries holds the clusterNodes found with the function library
+	// (cluster mode, libraryOnNewPrimaries).
+	libPrimaries sync.Map
 }
 
 type hsKey struct {

@@ -20,10 +20,12 @@ import (
 // Every server listens on a port <= 55535 and its cluster bus on port+10000.
 type Cluster struct {
 	t       testing.TB
-	Servers []*Server // as passed to --cluster create: primaries first, then replicas
+	Servers []*Server // as passed to --cluster create: primaries first, then replicas; AddShard appends
 	// NodeTimeout is cluster-node-timeout: a primary silent this long is
 	// failed over to its replica.
 	NodeTimeout time.Duration
+	cli         string       // redis-cli
+	used        map[int]bool // ports taken by this cluster's servers
 }
 
 // clusterPortMax keeps the bus port (port+10000) a valid port below the
@@ -46,20 +48,10 @@ func StartCluster(t testing.TB, primaries int, nodeTimeout time.Duration) *Clust
 			t.Skipf("redistest: redis-cli not found next to %s or on $PATH (install redis-tools); skipping", bin)
 		}
 	}
-	c := &Cluster{t: t, NodeTimeout: nodeTimeout}
+	c := &Cluster{t: t, NodeTimeout: nodeTimeout, cli: cli, used: map[int]bool{}}
 	args := []string{"--cluster", "create"}
-	used := map[int]bool{}
 	for range 2 * primaries {
-		port, err := clusterPort(used)
-		if err != nil {
-			t.Fatalf("redistest: cluster port: %v", err)
-		}
-		s := Start(t, func(s *Server) {
-			s.Port = port
-			s.extra = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-				"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
-				"--cluster-replica-validity-factor", "0", "--cluster-require-full-coverage", "no"}
-		})
+		s := c.startServer()
 		c.Servers = append(c.Servers, s)
 		args = append(args, s.Addr())
 	}
@@ -71,6 +63,21 @@ func StartCluster(t testing.TB, primaries int, nodeTimeout time.Duration) *Clust
 	c.WaitOK()
 	c.WaitLinked()
 	return c
+}
+
+// startServer starts one cluster-enabled server, not yet in the cluster.
+func (c *Cluster) startServer() *Server {
+	c.t.Helper()
+	port, err := clusterPort(c.used)
+	if err != nil {
+		c.t.Fatalf("redistest: cluster port: %v", err)
+	}
+	return Start(c.t, func(s *Server) {
+		s.Port = port
+		s.extra = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.FormatInt(c.NodeTimeout.Milliseconds(), 10),
+			"--cluster-replica-validity-factor", "0", "--cluster-require-full-coverage", "no"}
+	})
 }
 
 // WaitLinked waits until every primary's replica acknowledges a write
