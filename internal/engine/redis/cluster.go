@@ -501,8 +501,8 @@ func (e *Engine) libraryOnNewPrimaries(ctx context.Context) error {
 type clusterNode struct{ id, addr string }
 
 // clusterPrimaries lists the primaries of a CLUSTER NODES reply that are
-// reachable members: flagged master, not failed, not in handshake, with an
-// address.
+// reachable members: flagged master, not failed or suspected to be, not in
+// handshake, with an address.
 func clusterPrimaries(text string) []clusterNode {
 	var out []clusterNode
 	for _, line := range strings.Split(text, "\n") {
@@ -511,7 +511,7 @@ func clusterPrimaries(text string) []clusterNode {
 			continue
 		}
 		flags := "," + f[2] + ","
-		if !strings.Contains(flags, ",master,") || strings.Contains(flags, ",fail,") ||
+		if !strings.Contains(flags, ",master,") || strings.Contains(flags, ",fail,") || strings.Contains(flags, ",fail?,") ||
 			strings.Contains(flags, ",handshake,") || strings.Contains(flags, ",noaddr,") {
 			continue
 		}

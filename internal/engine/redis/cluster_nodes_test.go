@@ -6,7 +6,8 @@ import (
 )
 
 // TestClusterPrimaries: the primaries of a CLUSTER NODES reply, slot-less
-// ones included; replicas, failed, handshaking and address-less nodes left out.
+// ones included; replicas, failed or suspected, handshaking and address-less
+// nodes left out.
 func TestClusterPrimaries(t *testing.T) {
 	text := "" +
 		"a1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n" +
@@ -15,6 +16,7 @@ func TestClusterPrimaries(t *testing.T) {
 		"d4 127.0.0.1:30004@40004 slave a1 0 1700000000000 1 connected\n" +
 		"e5 127.0.0.1:30005@40005 master,fail - 0 1700000000000 3 disconnected 10923-16383\n" +
 		"f6 127.0.0.1:30006@40006 master,handshake - 0 0 0 connected\n" +
+		"h8 127.0.0.1:30008@40008 master,fail? - 0 1700000000000 4 connected 16000\n" +
 		"g7 :0@0 master,noaddr - 0 0 0 disconnected\n" +
 		"short line\n"
 	got := clusterPrimaries(text)
