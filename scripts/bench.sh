@@ -27,7 +27,9 @@
 # redis:// URL runs the same scenarios on the Redis engine; `redis` starts a
 # fresh redis-server per scenario on a free port, appendonly yes, appendfsync
 # always, and with `ceiling` also measures the claim Function called directly
-# with redis-benchmark, see run_function_ceiling; `redis-cluster` starts a fresh
+# with redis-benchmark, see run_function_ceiling, and prints Redis's commands,
+# socket reads and command time per claim and per direct call, see
+# redis_per_claim; `redis-cluster` starts a fresh
 # Redis Cluster per scenario, 3 primaries and 3 replicas, each as durable, and
 # serves with --store redis-cluster://...), REDIS_MODE,
 # BENCH_PROFILE (a directory: the server runs with --pprof-addr; `ceiling`
@@ -464,6 +466,7 @@ run_ceiling() {
   HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
     timed "$work/ceiling-claims-time.txt" wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" "$base/" >"$work/ceiling-claims.txt" &
   local wrk_pid=$! redis_t0="" server_t0
+  if [[ "$STORE" == redis ]]; then redis_stats >"$work/ceiling-redis-0.txt"; fi
   server_t0=$(cpu_ticks "$server_pid")
   if [[ -n "$redis_pid" ]]; then redis_t0=$(cpu_ticks $redis_pid); fi
   if [[ -n "${BENCH_PROFILE:-}" ]]; then
@@ -480,6 +483,10 @@ run_ceiling() {
     "clk_tck $(getconf CLK_TCK)" >>"$work/ceiling-claims.txt"
   cat "$work/ceiling-claims-time.txt" >>"$work/ceiling-claims.txt"
   cat "$work/ceiling-claims.txt"
+  if [[ "$STORE" == redis ]]; then
+    redis_stats >"$work/ceiling-redis-1.txt"
+    redis_per_claim "$work/ceiling-claims.txt" "$work/ceiling-redis-0.txt" "$work/ceiling-redis-1.txt"
+  fi
   curl -sf "$base/metrics" >"$work/ceiling-metrics-1.txt" || return 1
   ceiling_summary "$work/ceiling-healthz.txt" "$work/ceiling-claims.txt" \
     "$work/ceiling-metrics-0.txt" "$work/ceiling-metrics-1.txt" || rc=1
@@ -491,6 +498,34 @@ run_ceiling() {
   # After verify: its calls credit players whose keys are not Cairn's.
   if [[ "$STORE" == redis ]]; then run_function_ceiling || rc=1; fi
   return "$rc"
+}
+
+# redis_stats: INFO commandstats and INFO stats of the Redis of this run.
+redis_stats() { redis-cli -p "$redis_port" info commandstats; redis-cli -p "$redis_port" info stats; }
+
+# redis_per_claim CLAIMS BEFORE AFTER: what Redis did per claim answered
+# during the claim run (wrk's count; the snapshots bracket the run, so the
+# few calls of the scrape itself count too): calls of each command (FCALL is
+# the decision; XREAD the log tailer's rounds; XREADGROUP the idle stream
+# readers' BLOCK timeouts), reads of a client socket (total_reads_processed:
+# how many event-loop reads the claims cost, so how well they are batched)
+# and the CPU microseconds Redis spent inside commands (usec in commandstats).
+redis_per_claim() {
+  python3 - "$@" <<'PY'
+import json, re, sys
+claims, a, b = (open(f).read() for f in sys.argv[1:4])
+n = int(re.search(r"ceiling answers: (\d+)", claims).group(1))
+def parse(t):
+    cmds = {m.group(1).upper(): (int(m.group(2)), int(m.group(3)))
+            for m in re.finditer(r"cmdstat_([\w|]+):calls=(\d+),usec=(\d+)", t)}
+    reads = int(re.search(r"total_reads_processed:(\d+)", t).group(1))
+    return cmds, reads
+(ca, ra), (cb, rb) = parse(a), parse(b)
+per = {k: round((cb[k][0] - ca.get(k, (0, 0))[0]) / n, 3) for k in cb if cb[k][0] > ca.get(k, (0, 0))[0]}
+usec = sum(v[1] for v in cb.values()) - sum(v[1] for v in ca.values())
+print("redis per claim: " + json.dumps({"calls": dict(sorted(per.items(), key=lambda kv: -kv[1])),
+      "socket_reads": round((rb - ra) / n, 3), "command_us": round(usec / n, 1)}))
+PY
 }
 
 # run_function_ceiling: the same claim Function, called directly by
@@ -508,6 +543,7 @@ run_function_ceiling() {
   local t="cairn:{p$p}:" u="cairn:{u:d__rand_int__}:"
   echo "# redis-benchmark -p PORT -c 64 -n $n -r 100000000 FCALL cairn_claim 10 <keys of c0 and a random player> <args>" >&2
   local redis_t0
+  redis_stats >"$work/function-redis-0.txt"
   redis_t0=$(cpu_ticks "$redis_pid")
   redis-benchmark -p "$redis_port" -c 64 -n "$n" -r 100000000 --precision 2 \
     FCALL cairn_claim 10 cairn:hunt:ceiling "${t}hs:ceiling:c0" "${t}cl:ceiling:c0" "${t}seq" "${t}log" \
@@ -515,6 +551,9 @@ run_function_ceiling() {
     d__rand_int__ k__rand_int__ 1 ceiling c0 "$lat" "$lon" "$(printf '%020d' $((now_s * 1000000000)))" "$now_s" "$now_ns" \
     "$((now_s * 1000))" "$p" "" ClaimProcessor "" bench.1 >"$work/function-ceiling.txt" 2>&1 || return 1
   echo "cpu ticks: redis $(( $(cpu_ticks "$redis_pid") - redis_t0 )) calls $n" >>"$work/function-ceiling.txt"
+  redis_stats >"$work/function-redis-1.txt"
+  echo "ceiling answers: $n" >"$work/function-n.txt"
+  redis_per_claim "$work/function-n.txt" "$work/function-redis-0.txt" "$work/function-redis-1.txt" | sed 's/per claim/per direct call/'
   python3 - "$work/ceiling-claims.txt" "$work/function-ceiling.txt" <<'PY'
 import json, re, sys
 claims, fn = (open(f).read() for f in sys.argv[1:3])
