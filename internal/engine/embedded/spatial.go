@@ -52,12 +52,6 @@ type mark struct{ start, hi uint32 }
 
 func (r *sorted) len() int { return len(r.lo) }
 
-// gh returns entry i's geohash.
-func (r *sorted) gh(i int) uint64 {
-	m, _ := slices.BinarySearchFunc(r.marks, uint32(i)+1, func(m mark, t uint32) int { return cmp.Compare(m.start, t) })
-	return uint64(r.marks[m-1].hi)<<32 | uint64(r.lo[i])
-}
-
 // push appends an entry, which must sort at or after the last one.
 func (r *sorted) push(gh uint64, idx uint32) {
 	r.pushGh(gh)

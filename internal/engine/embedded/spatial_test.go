@@ -157,6 +157,15 @@ func BenchmarkNearbyDense(b *testing.B) {
 	}
 }
 
+// ghs reads every geohash of a sorted run, in order.
+func ghs(r *sorted) []uint64 {
+	var out []uint64
+	for c := (cursor{r: r}); c.more(); c.i++ {
+		out = append(out, c.gh())
+	}
+	return out
+}
+
 // TestSortedRunPacking holds a packed sorted run to the plain sorted slice it
 // packs: every entry reads back, and every span is the plain binary search's,
 // for geohashes that cross the packed high bits often or seldom.
@@ -176,13 +185,11 @@ func TestSortedRunPacking(t *testing.T) {
 		}
 		r := sortRun(run{slices.Clone(gh), idx})
 		slices.Sort(gh)
-		if r.len() != n {
-			t.Fatalf("len %d, want %d", r.len(), n)
+		if r.len() != n || len(r.idx) != n {
+			t.Fatalf("len %d (%d indexes), want %d", r.len(), len(r.idx), n)
 		}
-		for i := range gh {
-			if r.gh(i) != gh[i] {
-				t.Fatalf("entry %d reads %x, want %x", i, r.gh(i), gh[i])
-			}
+		if got := ghs(&r); !slices.Equal(got, gh) {
+			t.Fatalf("entries read %x, want %x", got, gh)
 		}
 		for range 20 {
 			a := rapid.OneOf(rapid.SampledFrom(append(gh, 0)), rapid.Uint64Range(0, uint64(his)<<32)).Draw(t, "lo bound")
@@ -196,10 +203,8 @@ func TestSortedRunPacking(t *testing.T) {
 		// merge (with nothing moved) of two halves equals the whole.
 		h := n / 2
 		m := merge(nil, sortRun(run{slices.Clone(gh[:h]), slices.Clone(idx[:h])}), sortRun(run{slices.Clone(gh[h:]), slices.Clone(idx[h:])}), false)
-		for i := range gh {
-			if m.gh(i) != gh[i] {
-				t.Fatalf("merged entry %d reads %x, want %x", i, m.gh(i), gh[i])
-			}
+		if got := ghs(&m); !slices.Equal(got, gh) {
+			t.Fatalf("merged entries read %x, want %x", got, gh)
 		}
 	})
 }

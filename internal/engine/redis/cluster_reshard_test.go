@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,17 +48,12 @@ func TestClusterReshard(t *testing.T) {
 		}
 		owned[o] = append(owned[o], s)
 	}
-	var from, to *redistest.Server
-	for _, p := range c.Primaries() {
-		switch {
-		case from == nil || len(owned[p]) > len(owned[from]):
-			if from != nil {
-				to = from
-			}
-			from = p
-		case to == nil:
-			to = p
-		}
+	// From the primary that owns the most of them to another one.
+	primaries := c.Primaries()
+	from := slices.MaxFunc(primaries, func(a, b *redistest.Server) int { return cmp.Compare(len(owned[a]), len(owned[b])) })
+	to := primaries[0]
+	if to == from {
+		to = primaries[1]
 	}
 
 	l := startClusterLoad(n, hs, 8)
