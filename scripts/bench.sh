@@ -13,6 +13,7 @@
 #   scripts/bench.sh uniform-ramp    # 2000->30000 claims/s over 30 s, to find the knee
 #   scripts/bench.sh uniform:8000:60s hunt:2000:5s storm:200:5 wrk
 #   scripts/bench.sh ceiling         # wrk: /healthz, then spread fresh claims; their ratio
+#   scripts/bench.sh floor           # the same wrk runs on scripts/floor: the stack without Cairn
 #
 # Scenario words: uniform:RATE:DURATION, uniform-ramp, hunt:RATE:DURATION,
 # storm:CONCURRENCY:ROUNDS, replay:RATE:DURATION, wrk (closed-loop ceiling with
@@ -21,7 +22,9 @@
 # over 10,000 hotspots in all partitions and 20,000 players, their ratio, the
 # commit figures from /metrics and `cairn verify`; see run_ceiling; it also
 # prints the server's CPU per /healthz and per claim, from /proc/PID/stat over
-# each wrk run, and wrk's own, from /usr/bin/time).
+# each wrk run, and wrk's own, from /usr/bin/time), floor (the same two wrk
+# runs on scripts/floor, a bare net/http server, at the depths of
+# FLOOR_DEPTHS; see run_floor).
 # Env: CAIRN (binary; default: built into the temp dir), BENCH_TIMEOUT
 # (default 1800 s), GOGC (passed to the server), STORE (default embedded; a
 # redis:// URL runs the same scenarios on the Redis engine; `redis` starts a
@@ -500,6 +503,54 @@ run_ceiling() {
   return "$rc"
 }
 
+# run_floor: the `floor` word. The ceiling's hotspots and tokens are made on
+# a Cairn server, which is then stopped; scripts/floor (a bare net/http
+# server, see its doc comment) answers the same wrk runs as `ceiling` at each
+# depth of FLOOR_DEPTHS: `http` (net/http alone), `http+pebble:N` (and N
+# synced Pebble keys per claim), `auth` (and the token check and JSON body),
+# `auth+pebble:N`. Its ratios bound what Cairn's ceiling ratio can be on
+# this machine.
+run_floor() {
+  local d=${CEILING_DURATION:-10s} rc=0 depth fport fpid secret
+  ceiling_setup || return 1
+  secret=${CAIRN_SECRET:-$(sed -n 's/^CAIRN_SECRET=//p' "$data/secrets.env")}
+  stop_server
+  (cd "$here" && go build -o "$work/floor" ./scripts/floor) || return 1
+  for depth in ${FLOOR_DEPTHS:-http http+pebble:1 auth auth+pebble:1 auth+pebble:3}; do
+    fport=$(free_port)
+    rm -rf "$work/floor-data"
+    CAIRN_SECRET=$secret "$work/floor" --addr "127.0.0.1:$fport" --dir "$work/floor-data" \
+      --auth="$([[ $depth == auth* ]] && echo true || echo false)" \
+      --store "$([[ $depth == *pebble* ]] && echo pebble || echo none)" \
+      --keys "$([[ $depth == *:* ]] && echo "${depth#*:}" || echo 1)" >"$work/floor.log" 2>&1 &
+    fpid=$!
+    local deadline=$((SECONDS + 30))
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/healthz")" == 200 ]]; do
+      if ((SECONDS > deadline)) || ! kill -0 "$fpid" 2>/dev/null; then
+        echo "bench.sh: floor did not start; log:" >&2; cat "$work/floor.log" >&2; return 1
+      fi
+      sleep 0.1
+    done
+    echo "# floor $depth: wrk -t1 -c64 -d$d on /healthz, then scripts/ceiling.lua" >&2
+    local t0
+    t0=$(cpu_ticks "$fpid")
+    timed "$work/floor-healthz-time.txt" wrk -t1 -c64 -d"$d" --latency "http://127.0.0.1:$fport/healthz" >"$work/floor-healthz.txt" || rc=1
+    echo "cpu ticks: server $(( $(cpu_ticks "$fpid") - t0 )) clk_tck $(getconf CLK_TCK)" >>"$work/floor-healthz.txt"
+    cat "$work/floor-healthz-time.txt" >>"$work/floor-healthz.txt"
+    t0=$(cpu_ticks "$fpid")
+    HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
+      timed "$work/floor-claims-time.txt" wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" \
+      "http://127.0.0.1:$fport/" >"$work/floor-claims.txt" || rc=1
+    echo "cpu ticks: server $(( $(cpu_ticks "$fpid") - t0 )) clk_tck $(getconf CLK_TCK)" >>"$work/floor-claims.txt"
+    cat "$work/floor-claims-time.txt" >>"$work/floor-claims.txt"
+    : >"$work/floor-metrics.txt"
+    ceiling_summary "$work/floor-healthz.txt" "$work/floor-claims.txt" "$work/floor-metrics.txt" "$work/floor-metrics.txt" |
+      sed "s/^ceiling:/floor $depth:/" || rc=1
+    kill "$fpid"; wait "$fpid" 2>/dev/null || true
+  done
+  return "$rc"
+}
+
 # redis_stats: INFO commandstats and INFO stats of the Redis of this run.
 redis_stats() { redis-cli -p "$redis_port" info commandstats; redis-cli -p "$redis_port" info stats; }
 
@@ -595,6 +646,12 @@ run_one() {
     local rc=0
     run_ceiling || rc=$?
     stop_server
+    return "$rc"
+  fi
+  if [[ "$kind" == floor ]]; then
+    start_server "$kind"
+    local rc=0
+    run_floor || rc=$?
     return "$rc"
   fi
   start_server "$kind" --demo
