@@ -506,22 +506,23 @@ run_ceiling() {
 # run_floor: the `floor` word. The ceiling's hotspots and tokens are made on
 # a Cairn server, which is then stopped; scripts/floor (a bare net/http
 # server, see its doc comment) answers the same wrk runs as `ceiling` at each
-# depth of FLOOR_DEPTHS: `http` (net/http alone), `http+pebble:N` (and N
-# synced Pebble keys per claim), `auth` (and the token check and JSON body),
-# `auth+pebble:N`. Its ratios bound what Cairn's ceiling ratio can be on
-# this machine.
+# depth of FLOOR_DEPTHS: `http` (net/http alone), `http+wal` (and each
+# claim appended to a group-committed, fdatasynced plain file),
+# `http+pebble:N` (or N synced Pebble keys per claim), `auth` (and the token
+# check and JSON body), `auth+wal`, `auth+pebble:N`. Its ratios bound what
+# Cairn's ceiling ratio can be on this machine.
 run_floor() {
   local d=${CEILING_DURATION:-10s} rc=0 depth fport fpid secret
   ceiling_setup || return 1
   secret=${CAIRN_SECRET:-$(sed -n 's/^CAIRN_SECRET=//p' "$data/secrets.env")}
   stop_server
   (cd "$here" && go build -o "$work/floor" ./scripts/floor) || return 1
-  for depth in ${FLOOR_DEPTHS:-http http+pebble:1 auth auth+pebble:1 auth+pebble:3}; do
+  for depth in ${FLOOR_DEPTHS:-http http+wal http+pebble:1 auth auth+wal auth+pebble:1 auth+pebble:3}; do
     fport=$(free_port)
     rm -rf "$work/floor-data"
     CAIRN_SECRET=$secret "$work/floor" --addr "127.0.0.1:$fport" --dir "$work/floor-data" \
       --auth="$([[ $depth == auth* ]] && echo true || echo false)" \
-      --store "$([[ $depth == *pebble* ]] && echo pebble || echo none)" \
+      --store "$(case $depth in *pebble*) echo pebble ;; *wal*) echo wal ;; *) echo none ;; esac)" \
       --keys "$([[ $depth == *:* ]] && echo "${depth#*:}" || echo 1)" >"$work/floor.log" 2>&1 &
     fpid=$!
     local deadline=$((SECONDS + 30))

@@ -15,7 +15,10 @@
 //     the JSON body and render the answer;
 //   - --store pebble: also write --keys keys in one synced Pebble batch per
 //     request (Pebble groups concurrent commits into one WAL sync; the same
-//     options as Cairn's store: 64 MiB memtables).
+//     options as Cairn's store: 64 MiB memtables);
+//   - --store wal: instead, append the record to a plain file that one
+//     goroutine writes and fdatasyncs for every request waiting (group
+//     commit, no index): the least durability can cost.
 //
 // The ratio of its claims to its /healthz, at each depth, bounds what any
 // server doing that much of a claim's work reaches on the machine.
@@ -31,6 +34,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,19 +42,20 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (127.0.0.1 only)")
 	dir := flag.String("dir", "", "Pebble directory (with --store pebble)")
-	store := flag.String("store", "none", "none or pebble")
+	store := flag.String("store", "none", "none, pebble or wal")
 	auth := flag.Bool("auth", false, "check the token and decode the body")
 	keys := flag.Int("keys", 1, "keys written per claim with --store pebble (Cairn writes 2 or 3)")
 	flag.Parse()
 	secret := os.Getenv("CAIRN_SECRET")
 	if secret == "" || !strings.HasPrefix(*addr, "127.0.0.1:") || *keys < 1 || *keys > 8 ||
-		(*store != "none" && *store != "pebble") || (*store == "pebble" && *dir == "") {
-		log.Fatal("floor: need CAIRN_SECRET, --addr 127.0.0.1:PORT, --store none|pebble (pebble: --dir), --keys 1..8")
+		(*store != "none" && *store != "pebble" && *store != "wal") || (*store != "none" && *dir == "") {
+		log.Fatal("floor: need CAIRN_SECRET, --addr 127.0.0.1:PORT, --store none|pebble|wal (pebble, wal: --dir), --keys 1..8")
 	}
 	f := &floor{secret: []byte(secret), keys: *keys, auth: *auth,
 		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())}
@@ -61,6 +66,16 @@ func main() {
 		}
 		defer db.Close()
 		f.db = db
+	}
+	if *store == "wal" {
+		if err := os.MkdirAll(*dir, 0o750); err != nil {
+			log.Fatal(err)
+		}
+		file, err := os.OpenFile(filepath.Join(*dir, "wal"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			log.Fatal(err)
+		}
+		f.wal = newWAL(file)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -76,6 +91,7 @@ type floor struct {
 	parser *jwt.Parser
 	tokens sync.Map // token string -> player
 	db     *pebble.DB
+	wal    *wal
 	keys   int
 	auth   bool
 	seq    atomic.Uint64
@@ -117,6 +133,14 @@ func (f *floor) claim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seq := f.seq.Add(1)
+	if f.wal != nil {
+		rec := fmt.Appendf(nil, `{"hunt":%q,"hotspot":%q,"player":%q,"key":%q,"lat":%g,"lon":%g,"seq":%d}`+"\n",
+			r.PathValue("hunt"), r.PathValue("id"), player, key, body.Lat, body.Lon, seq)
+		if err := f.wal.append(rec); err != nil {
+			http.Error(w, `{"code":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if f.db != nil {
 		// One record of about an event's size, then keys spread like
 		// Cairn's idempotency and ledger keys (random, not appended).
@@ -146,4 +170,61 @@ func (f *floor) claim(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprintf(w, `{"outcome":"granted","hunt":%q,"hotspot":%q,"player":%q,"reward":1,"points":5,"balance":%d,"epoch":{"partition":0,"seq":%d}}`+"\n",
 		r.PathValue("hunt"), r.PathValue("id"), player, seq, seq)
+}
+
+// wal is a group-committed append-only file: append adds a record to the
+// next write and waits until a write and fdatasync holding it have ended.
+type wal struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	buf     []byte
+	next    uint64 // the write the records appended now go into
+	synced  uint64 // writes 1..synced are durable
+	err     error
+	flusher chan struct{}
+}
+
+func newWAL(file *os.File) *wal {
+	w := &wal{next: 1, flusher: make(chan struct{}, 1)}
+	w.cond = sync.NewCond(&w.mu)
+	go w.run(file)
+	return w
+}
+
+func (w *wal) append(rec []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, rec...)
+	gen := w.next
+	select {
+	case w.flusher <- struct{}{}:
+	default:
+	}
+	for w.synced < gen && w.err == nil {
+		w.cond.Wait()
+	}
+	return w.err
+}
+
+func (w *wal) run(file *os.File) {
+	var out []byte
+	for range w.flusher {
+		w.mu.Lock()
+		if len(w.buf) == 0 {
+			w.mu.Unlock()
+			continue
+		}
+		out, w.buf = w.buf, out[:0]
+		gen := w.next
+		w.next++
+		w.mu.Unlock()
+		_, err := file.Write(out)
+		if err == nil {
+			err = unix.Fdatasync(int(file.Fd()))
+		}
+		w.mu.Lock()
+		w.synced, w.err = gen, err
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
 }
