@@ -24,7 +24,7 @@
 # prints the server's CPU per /healthz and per claim, from /proc/PID/stat over
 # each wrk run, and wrk's own, from /usr/bin/time), floor (the same two wrk
 # runs on scripts/floor, a bare net/http server, at the depths of
-# FLOOR_DEPTHS; see run_floor).
+# FLOOR_DEPTHS, default all seven; see run_floor).
 # Env: CAIRN (binary; default: built into the temp dir), BENCH_TIMEOUT
 # (default 1800 s), GOGC (passed to the server), STORE (default embedded; a
 # redis:// URL runs the same scenarios on the Redis engine; `redis` starts a
@@ -58,6 +58,7 @@ server_pid=""
 consoles_pid=""
 redis_pid=""
 sink_pid=""
+floor_pid=""
 store_url=$STORE
 
 cleanup() {
@@ -69,6 +70,9 @@ cleanup() {
   fi
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+  fi
+  if [[ -n "$floor_pid" ]] && kill -0 "$floor_pid" 2>/dev/null; then
+    kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
   fi
   local p
   for p in $redis_pid; do # one pid, or a cluster's
@@ -509,45 +513,54 @@ run_ceiling() {
 # depth of FLOOR_DEPTHS: `http` (net/http alone), `http+wal` (and each
 # claim appended to a group-committed, fdatasynced plain file),
 # `http+pebble:N` (or N synced Pebble keys per claim), `auth` (and the token
-# check and JSON body), `auth+wal`, `auth+pebble:N`. Its ratios bound what
-# Cairn's ceiling ratio can be on this machine.
+# check and JSON body), `auth+wal`, `auth+pebble:N`. Its claims per second
+# bound what a server doing that much of a claim's work reaches on this
+# machine; compare them with Cairn's /healthz rate from `ceiling` (the
+# floor's own /healthz is cheaper than Cairn's).
 run_floor() {
-  local d=${CEILING_DURATION:-10s} rc=0 depth fport fpid secret
+  local d=${CEILING_DURATION:-10s} rc=0 depth fport secret auth store keys t0 deadline
   ceiling_setup || return 1
   secret=${CAIRN_SECRET:-$(sed -n 's/^CAIRN_SECRET=//p' "$data/secrets.env")}
   stop_server
   (cd "$here" && go build -o "$work/floor" ./scripts/floor) || return 1
   for depth in ${FLOOR_DEPTHS:-http http+wal http+pebble:1 auth auth+wal auth+pebble:1 auth+pebble:3}; do
+    keys=1
+    case $depth in
+      http | auth) store=none ;;
+      http+wal | auth+wal) store=wal ;;
+      http+pebble:[1-8] | auth+pebble:[1-8]) store=pebble keys=${depth##*:} ;;
+      *) echo "bench.sh: unknown floor depth $depth (http, auth, each alone or +wal or +pebble:N, N 1..8)" >&2; return 1 ;;
+    esac
+    auth=false
+    [[ $depth == auth* ]] && auth=true
     fport=$(free_port)
     rm -rf "$work/floor-data"
     CAIRN_SECRET=$secret "$work/floor" --addr "127.0.0.1:$fport" --dir "$work/floor-data" \
-      --auth="$([[ $depth == auth* ]] && echo true || echo false)" \
-      --store "$(case $depth in *pebble*) echo pebble ;; *wal*) echo wal ;; *) echo none ;; esac)" \
-      --keys "$([[ $depth == *:* ]] && echo "${depth#*:}" || echo 1)" >"$work/floor.log" 2>&1 &
-    fpid=$!
-    local deadline=$((SECONDS + 30))
+      --auth="$auth" --store "$store" --keys "$keys" >"$work/floor.log" 2>&1 &
+    floor_pid=$!
+    deadline=$((SECONDS + 30))
     until [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fport/healthz")" == 200 ]]; do
-      if ((SECONDS > deadline)) || ! kill -0 "$fpid" 2>/dev/null; then
-        echo "bench.sh: floor did not start; log:" >&2; cat "$work/floor.log" >&2; return 1
+      if ((SECONDS > deadline)) || ! kill -0 "$floor_pid" 2>/dev/null; then
+        echo "bench.sh: floor did not start; log:" >&2; cat "$work/floor.log" >&2; return 1 # cleanup stops it
       fi
       sleep 0.1
     done
     echo "# floor $depth: wrk -t1 -c64 -d$d on /healthz, then scripts/ceiling.lua" >&2
-    local t0
-    t0=$(cpu_ticks "$fpid")
+    t0=$(cpu_ticks "$floor_pid")
     timed "$work/floor-healthz-time.txt" wrk -t1 -c64 -d"$d" --latency "http://127.0.0.1:$fport/healthz" >"$work/floor-healthz.txt" || rc=1
-    echo "cpu ticks: server $(( $(cpu_ticks "$fpid") - t0 )) clk_tck $(getconf CLK_TCK)" >>"$work/floor-healthz.txt"
+    echo "cpu ticks: server $(( $(cpu_ticks "$floor_pid") - t0 )) clk_tck $(getconf CLK_TCK)" >>"$work/floor-healthz.txt"
     cat "$work/floor-healthz-time.txt" >>"$work/floor-healthz.txt"
-    t0=$(cpu_ticks "$fpid")
+    t0=$(cpu_ticks "$floor_pid")
     HUNT=ceiling TOKENS=$work/ceiling-tokens.txt HOTSPOTS=$work/ceiling-hotspots.txt \
       timed "$work/floor-claims-time.txt" wrk -t1 -c64 -d"$d" --latency -s "$here/scripts/ceiling.lua" \
       "http://127.0.0.1:$fport/" >"$work/floor-claims.txt" || rc=1
-    echo "cpu ticks: server $(( $(cpu_ticks "$fpid") - t0 )) clk_tck $(getconf CLK_TCK)" >>"$work/floor-claims.txt"
+    echo "cpu ticks: server $(( $(cpu_ticks "$floor_pid") - t0 )) clk_tck $(getconf CLK_TCK)" >>"$work/floor-claims.txt"
     cat "$work/floor-claims-time.txt" >>"$work/floor-claims.txt"
-    : >"$work/floor-metrics.txt"
+    : >"$work/floor-metrics.txt" # the floor has no /metrics: no batch or commit figures
     ceiling_summary "$work/floor-healthz.txt" "$work/floor-claims.txt" "$work/floor-metrics.txt" "$work/floor-metrics.txt" |
-      sed "s/^ceiling:/floor $depth:/" || rc=1
-    kill "$fpid"; wait "$fpid" 2>/dev/null || true
+      sed -e "s/^ceiling:/floor $depth:/" -e 's/; avg batch None, avg commit None ms//' || rc=1
+    kill "$floor_pid"; wait "$floor_pid" 2>/dev/null || true
+    floor_pid=""
   done
   return "$rc"
 }
