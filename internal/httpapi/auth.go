@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -238,11 +239,7 @@ func (a *authenticator) verifyFast(tok string, claims *jwt.RegisteredClaims) boo
 	if !ok || strings.IndexByte(sig, '.') >= 0 || len(sig) != base64.RawURLEncoding.EncodedLen(sha256.Size) {
 		return false
 	}
-	known := false
-	for _, h := range fastHeaders {
-		known = known || head == h
-	}
-	if !known {
+	if !slices.Contains(fastHeaders, head) {
 		return false
 	}
 	var want [sha256.Size]byte
